@@ -1,0 +1,116 @@
+//! The on-disk format as constants: every offset is derived from the one before it.
+//!
+//! `wal/FORMAT.md` is the same format written for people; the two must agree.
+//! All integers are little-endian.
+
+/// Bytes 0..8 of every segment.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"MEMDBWAL";
+/// Version of the segment and frame layout described here.
+pub const FRAME_VERSION: u16 = 1;
+/// Version of the record body (the rkyv-encoded [`crate::Entry`]) inside a frame.
+pub const RECORD_VERSION: u16 = 1;
+
+/// Segment header: magic.
+pub const HEADER_MAGIC: usize = 0;
+/// Segment header: frame version, u16.
+pub const HEADER_FRAME_VERSION: usize = HEADER_MAGIC + SEGMENT_MAGIC.len();
+/// Segment header: record-schema version, u16.
+pub const HEADER_RECORD_VERSION: usize = HEADER_FRAME_VERSION + 2;
+/// Segment header: reserved, u32, zero.
+pub const HEADER_RESERVED: usize = HEADER_RECORD_VERSION + 2;
+/// Segment header: LSN of the first frame this segment holds (or will hold), u64.
+pub const HEADER_FIRST_LSN: usize = HEADER_RESERVED + 4;
+/// Segment header: crc32 of bytes `0..HEADER_CRC`, u32.
+pub const HEADER_CRC: usize = HEADER_FIRST_LSN + 8;
+/// Segment header: padding, u32, zero.
+pub const HEADER_PAD: usize = HEADER_CRC + 4;
+/// Length of the segment header; the first frame starts here.
+pub const HEADER_LEN: usize = HEADER_PAD + 4;
+
+/// Frame: length of the body in bytes, u32. Zero marks the end of data.
+pub const FRAME_LEN: usize = 0;
+/// Frame: crc32 over the frame header without this field, then the body, u32.
+pub const FRAME_CRC: usize = FRAME_LEN + 4;
+/// Frame: the record's LSN, u64.
+pub const FRAME_LSN: usize = FRAME_CRC + 4;
+/// Frame: the segment offset through which the segment was known to be on stable
+/// storage when this frame was written, u32. Tells a torn tail from corruption.
+pub const FRAME_SYNCED_TO: usize = FRAME_LSN + 8;
+/// Frame: reserved, u32, zero.
+pub const FRAME_RESERVED: usize = FRAME_SYNCED_TO + 4;
+/// Length of the frame header; the body starts here.
+pub const FRAME_BODY: usize = FRAME_RESERVED + 4;
+/// Every frame starts at a multiple of this segment offset; the gap after a body is zeros.
+pub const FRAME_ALIGN: usize = 8;
+
+/// The largest body a frame may carry (the format's limit; options may set a lower one).
+pub const MAX_BODY_LEN: usize = 256 << 20;
+/// The smallest segment the writer accepts.
+pub const MIN_SEGMENT_SIZE: u64 = 4096;
+/// The largest segment: frame offsets are stored as u32.
+pub const MAX_SEGMENT_SIZE: u64 = u32::MAX as u64;
+/// Sector size assumed atomic by the torn-write rules (see FORMAT.md).
+pub const SECTOR: usize = 512;
+
+/// Suffix of segment file names: `{first_lsn:020}.wal`.
+pub const SEGMENT_SUFFIX: &str = ".wal";
+/// Suffix of a segment being created; such files are removed on open.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// Bytes a frame with a body of `body_len` bytes takes in a segment, padding included.
+#[must_use]
+pub const fn frame_size(body_len: usize) -> usize {
+    (FRAME_BODY + body_len).next_multiple_of(FRAME_ALIGN)
+}
+
+/// File name of the segment whose first LSN is `first_lsn`.
+#[must_use]
+pub fn segment_name(first_lsn: u64) -> String {
+    format!("{first_lsn:020}{SEGMENT_SUFFIX}")
+}
+
+/// The first LSN encoded in a segment file name, or `None` if it is not one.
+#[must_use]
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The segment header for a segment starting at `first_lsn`.
+#[must_use]
+pub fn encode_header(first_lsn: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[HEADER_MAGIC..HEADER_FRAME_VERSION].copy_from_slice(&SEGMENT_MAGIC);
+    h[HEADER_FRAME_VERSION..HEADER_RECORD_VERSION].copy_from_slice(&FRAME_VERSION.to_le_bytes());
+    h[HEADER_RECORD_VERSION..HEADER_RESERVED].copy_from_slice(&RECORD_VERSION.to_le_bytes());
+    h[HEADER_FIRST_LSN..HEADER_CRC].copy_from_slice(&first_lsn.to_le_bytes());
+    let crc = crc32fast::hash(&h[..HEADER_CRC]);
+    h[HEADER_CRC..HEADER_PAD].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_what_format_md_says() {
+        assert_eq!(HEADER_LEN, 32);
+        assert_eq!(FRAME_BODY, 24);
+        assert_eq!(frame_size(0), 24);
+        assert_eq!(frame_size(1), 32);
+        assert_eq!(frame_size(8), 32);
+    }
+
+    #[test]
+    fn segment_names_round_trip_and_reject_strangers() {
+        assert_eq!(segment_name(42), "00000000000000000042.wal");
+        assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
+        for bad in ["LOCK", "42.wal", "0000000000000000004x.wal", "00000000000000000042.tmp"] {
+            assert_eq!(parse_segment_name(bad), None, "{bad}");
+        }
+    }
+}

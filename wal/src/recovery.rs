@@ -1,0 +1,143 @@
+//! Opening: scan every segment in order, keep what is valid, cut a torn tail, refuse
+//! (or, when asked, cut) corruption, and say where appending resumes.
+
+use std::sync::Arc;
+
+use crate::error::{Corruption, Error, Problem};
+use crate::format::{HEADER_LEN, TEMP_SUFFIX, parse_segment_name};
+use crate::options::{Options, RecoveryMode};
+use crate::parse::{End, HeaderError, parse_header, scan_frames};
+use crate::record::Lsn;
+use crate::segment::{self, Sealed};
+use crate::storage::{SegmentFile, Storage};
+
+/// What recovery found and did, for logs and operators.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments found.
+    pub segments: usize,
+    /// Valid records found.
+    pub records: u64,
+    /// LSN of the oldest record kept (equal to `next_lsn` when there is none).
+    pub first_lsn: Lsn,
+    /// The LSN the next append gets.
+    pub next_lsn: Lsn,
+    /// A torn tail cut from the newest segment: (segment, offset). Normal after a crash.
+    pub torn_tail: Option<(String, u64)>,
+    /// Corruption cut away under [`RecoveryMode::TruncateAtCorruption`], and the
+    /// segments deleted after it.
+    pub repaired: Option<(Corruption, Vec<String>)>,
+    /// Leftover temporary files removed.
+    pub removed_temp_files: usize,
+}
+
+/// The log as recovery leaves it: sealed segments, and the one to append to.
+pub(crate) struct Recovered {
+    pub sealed: Vec<Sealed>,
+    pub active: Sealed,
+    pub active_file: Arc<dyn SegmentFile>,
+    pub report: RecoveryReport,
+}
+
+pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered, Error> {
+    let mut report = RecoveryReport::default();
+    let mut names = Vec::new();
+    for name in storage.list().map_err(|e| Error::io("listing", "the WAL directory", e))? {
+        if name.ends_with(TEMP_SUFFIX) {
+            storage.remove(&name).map_err(|e| Error::io("removing", &name, e))?;
+            report.removed_temp_files += 1;
+        } else if let Some(lsn) = parse_segment_name(&name) {
+            names.push((lsn, name));
+        }
+    }
+    if report.removed_temp_files > 0 {
+        storage.sync_dir().map_err(|e| Error::io("syncing", "the WAL directory", e))?;
+    }
+    names.sort_unstable();
+    report.segments = names.len();
+
+    let mut segments: Vec<Sealed> = Vec::with_capacity(names.len());
+    let mut cut: Option<(usize, u64, Vec<u8>)> = None; // (index, offset, bytes) to zero from offset
+    for (i, (name_lsn, name)) in names.iter().enumerate() {
+        let newest = i + 1 == names.len();
+        let bytes = storage.read(name).map_err(|e| Error::io("reading", name, e))?;
+        let corrupt = |offset, problem| Corruption { segment: name.clone(), offset, problem };
+        let header = match parse_header(&bytes) {
+            Ok(h) => h,
+            Err(HeaderError::UnsupportedVersion { frame, record }) => {
+                return Err(Error::UnsupportedVersion { segment: name.clone(), frame, record });
+            }
+            Err(HeaderError::Invalid) => return Err(corrupt(0, Problem::InvalidHeader).into()),
+        };
+        if header.first_lsn != *name_lsn {
+            return Err(corrupt(0, Problem::NameMismatch { name: *name_lsn, header: header.first_lsn }).into());
+        }
+        if let Some(prev) = segments.last()
+            && prev.last_lsn.wrapping_add(1) != header.first_lsn
+        {
+            let problem = Problem::LsnGap { expected: prev.last_lsn.wrapping_add(1), found: header.first_lsn };
+            return Err(corrupt(0, problem).into());
+        }
+        let mut count = 0u64;
+        let end = scan_frames(&bytes, header.first_lsn, |_| count += 1);
+        let problem = match end {
+            End::Clean { trailing_garbage: false, .. } => None,
+            End::Clean { offset, trailing_garbage: true } | End::Torn { offset, .. } if newest => {
+                tracing::warn!(segment = %name, offset, ?end, "WAL torn tail cut (normal after a crash)");
+                report.torn_tail = Some((name.clone(), offset));
+                cut = Some((i, offset, bytes.clone()));
+                None
+            }
+            End::Clean { .. } => Some(Problem::GarbageAfterEnd),
+            End::Torn { damage, .. } => Some(Problem::SealedSegment(damage)),
+            End::Corrupt { damage, .. } => Some(Problem::Frame(damage)),
+        };
+        let sealed =
+            Sealed { name: name.clone(), first_lsn: header.first_lsn, last_lsn: header.first_lsn + count - 1, used: end.offset() };
+        report.records += count;
+        segments.push(sealed);
+        if let Some(problem) = problem {
+            let corruption = corrupt(end.offset(), problem);
+            if opts.recovery != RecoveryMode::TruncateAtCorruption {
+                return Err(corruption.into());
+            }
+            tracing::error!(%corruption, "WAL repair: cutting the log at the corruption");
+            let deleted = names.iter().skip(i + 1).map(|(_, n)| n.clone()).collect::<Vec<_>>();
+            for n in &deleted {
+                storage.remove(n).map_err(|e| Error::io("removing", n, e))?;
+            }
+            storage.sync_dir().map_err(|e| Error::io("syncing", "the WAL directory", e))?;
+            report.segments = i + 1;
+            report.repaired = Some((corruption, deleted));
+            cut = Some((i, end.offset(), bytes));
+            break;
+        }
+    }
+
+    let Some(active) = segments.pop() else {
+        let first = opts.min_next_lsn.max(1);
+        let file = segment::create(storage, first, opts.segment_size)?;
+        report.first_lsn = first;
+        report.next_lsn = first;
+        let active = Sealed { name: crate::format::segment_name(first), first_lsn: first, last_lsn: first - 1, used: HEADER_LEN as u64 };
+        return Ok(Recovered { sealed: segments, active, active_file: file, report });
+    };
+    let file = storage.open(&active.name).map_err(|e| Error::io("opening", &active.name, e))?;
+    if let Some((_, offset, bytes)) = cut {
+        zero_from(file.as_ref(), &active.name, offset, &bytes)?;
+    }
+    // Everything kept is made durable now, so new frames may say so (FORMAT.md, synced-to).
+    file.sync_all().map_err(|e| Error::io("syncing", &active.name, e))?;
+    report.first_lsn = segments.first().unwrap_or(&active).first_lsn;
+    report.next_lsn = active.last_lsn + 1;
+    Ok(Recovered { sealed: segments, active, active_file: file, report })
+}
+
+/// Zeros the bytes of a segment from `offset` through its last non-zero byte, then syncs.
+fn zero_from(file: &dyn SegmentFile, name: &str, offset: u64, bytes: &[u8]) -> Result<(), Error> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let Some(rest) = bytes.get(start..) else { return Ok(()) };
+    let Some(last) = rest.iter().rposition(|&b| b != 0) else { return Ok(()) };
+    file.write_at(offset, &vec![0; last + 1]).map_err(|e| Error::io("zeroing the torn tail of", name, e))?;
+    file.sync_range(offset, last as u64 + 1).map_err(|e| Error::io("syncing", name, e))
+}

@@ -1,0 +1,68 @@
+//! Reading the log back: every record from an LSN on, segment by segment.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::error::{Corruption, Error, Problem};
+use crate::parse::{End, parse_header, scan_frames};
+use crate::record::{Lsn, Record};
+use crate::storage::Storage;
+
+/// An iterator over the records of a log from an LSN on; one segment in memory at a time.
+pub struct Replay {
+    storage: Arc<dyn Storage>,
+    /// Segments still to read: (name, first LSN), oldest first.
+    segments: VecDeque<(String, Lsn)>,
+    from: Lsn,
+    last: Lsn,
+    pending: VecDeque<Record>,
+    failed: bool,
+}
+
+impl Replay {
+    pub(crate) fn new(storage: Arc<dyn Storage>, segments: Vec<(String, Lsn)>, from: Lsn, last: Lsn) -> Self {
+        // Skip segments that end before `from`: those followed by one starting at or below it.
+        let skip = segments.windows(2).take_while(|w| w.get(1).is_some_and(|next| next.1 <= from)).count();
+        let segments = segments.into_iter().skip(skip).collect();
+        Self { storage, segments, from, last, pending: VecDeque::new(), failed: false }
+    }
+
+    fn load(&mut self, name: &str) -> Result<(), Error> {
+        let bytes = self.storage.read(name).map_err(|e| Error::io("reading", name, e))?;
+        let corrupt = |offset, problem| Error::Corrupt(Corruption { segment: name.to_owned(), offset, problem });
+        let header = parse_header(&bytes).map_err(|_| corrupt(0, Problem::InvalidHeader))?;
+        let (from, last) = (self.from, self.last);
+        let pending = &mut self.pending;
+        let end = scan_frames(&bytes, header.first_lsn, |r| {
+            if (from..=last).contains(&r.lsn) {
+                pending.push_back(r.into());
+            }
+        });
+        // Frames past `last` may be mid-copy by a concurrent append; damage before it is not.
+        if let End::Corrupt { offset, damage } | End::Torn { offset, damage } = end
+            && pending.back().map_or(header.first_lsn, |r| r.lsn + 1) <= last
+            && header.first_lsn <= last
+        {
+            return Err(corrupt(offset, Problem::Frame(damage)));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<Record, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.failed {
+            if let Some(record) = self.pending.pop_front() {
+                return Some(Ok(record));
+            }
+            let (name, _) = self.segments.pop_front()?;
+            if let Err(e) = self.load(&name) {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+        None
+    }
+}

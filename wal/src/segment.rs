@@ -1,0 +1,35 @@
+//! Segment files: creating one crash-safely, and what the log knows of each.
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::format::{TEMP_SUFFIX, encode_header, segment_name};
+use crate::record::Lsn;
+use crate::storage::{SegmentFile, Storage};
+
+/// A segment the log no longer writes to: complete and synced.
+#[derive(Clone, Debug)]
+pub(crate) struct Sealed {
+    pub name: String,
+    pub first_lsn: Lsn,
+    /// LSN of its last record; `first_lsn - 1` when it holds none.
+    pub last_lsn: Lsn,
+    /// Bytes of valid data, header included.
+    pub used: u64,
+}
+
+/// Creates the segment whose first LSN is `first_lsn`, crash-safely: the file is built
+/// under a temporary name (reserved, header written, synced), then renamed into place and
+/// the directory synced. A crash at any point leaves either no segment or a whole one;
+/// leftover temporary files are removed on open.
+pub(crate) fn create(storage: &dyn Storage, first_lsn: Lsn, size: u64) -> Result<Arc<dyn SegmentFile>, Error> {
+    let name = segment_name(first_lsn);
+    let temp = format!("{name}{TEMP_SUFFIX}");
+    let file = storage.create(&temp, size).map_err(|e| Error::io("creating", &temp, e))?;
+    file.write_at(0, &encode_header(first_lsn)).map_err(|e| Error::io("writing the header of", &temp, e))?;
+    file.sync_all().map_err(|e| Error::io("syncing", &temp, e))?;
+    storage.rename(&temp, &name).map_err(|e| Error::io("renaming into place", &temp, e))?;
+    storage.sync_dir().map_err(|e| Error::io("syncing the directory after creating", &name, e))?;
+    tracing::debug!(segment = %name, size, "created WAL segment");
+    Ok(file)
+}

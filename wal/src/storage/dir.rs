@@ -1,0 +1,140 @@
+//! The real storage: a locked directory of preallocated files written through a shared mmap.
+//!
+//! A write is a `memcpy` into the page cache, so it survives the process being killed the
+//! moment it returns; `msync`/`fdatasync` put it on stable storage. Files are preallocated
+//! with `posix_fallocate`, so a write into the map never needs new blocks (a full disk
+//! surfaces as an error when a segment is created, never as `SIGBUS`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::{SegmentFile, Storage};
+
+/// Name of the lock file that keeps a second process out of the directory.
+const LOCK_FILE: &str = "LOCK";
+
+/// A directory on a real file system.
+#[derive(Debug)]
+pub struct DirStorage {
+    path: PathBuf,
+    dir: File,
+    _lock: File,
+}
+
+impl DirStorage {
+    /// Opens (creating if needed) `path` and takes its exclusive lock.
+    ///
+    /// # Errors
+    /// An I/O error, or `WouldBlock` when another process holds the directory.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        fs::create_dir_all(&path)?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.join(LOCK_FILE))?;
+        lock.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another process (its LOCK file is held)", path.display()),
+            ),
+            fs::TryLockError::Error(e) => e,
+        })?;
+        let dir = File::open(&path)?;
+        Ok(Self { path, dir, _lock: lock })
+    }
+
+    /// The directory's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Storage for DirStorage {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn create(&self, name: &str, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(self.path.join(name))?;
+        let len_off = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a plain syscall on a file descriptor we own.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len_off) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(Arc::new(MappedFile::new(file)?))
+    }
+
+    fn open(&self, name: &str) -> io::Result<Arc<dyn SegmentFile>> {
+        let file = OpenOptions::new().read(true).write(true).open(self.path.join(name))?;
+        Ok(Arc::new(MappedFile::new(file)?))
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path.join(name))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.path.join(from), self.path.join(to))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.path.join(name))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        self.dir.sync_all()
+    }
+}
+
+/// A preallocated file and a shared, writable map of all of it.
+struct MappedFile {
+    file: File,
+    map: MmapRaw,
+}
+
+impl MappedFile {
+    fn new(file: File) -> io::Result<Self> {
+        let map = MmapOptions::new().map_raw(&file)?;
+        Ok(Self { file, map })
+    }
+}
+
+impl SegmentFile for MappedFile {
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if start.checked_add(bytes.len()).is_none_or(|end| end > self.map.len()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "write past the end of a segment"));
+        }
+        // SAFETY: the range is inside the mapping (checked above), the mapping lives as
+        // long as `self`, and the log's single writer never hands out overlapping ranges,
+        // so no other thread reads or writes these bytes through this mapping meanwhile.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr().add(start), bytes.len()) };
+        Ok(())
+    }
+
+    fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        self.map.flush_range(offset, len)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+}

@@ -1,0 +1,282 @@
+//! The log: open (with recovery), append, sync, replay, truncate, close.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::error::Error;
+use crate::options::{Durability, Options};
+use crate::record::{Entry, Lsn};
+use crate::recovery::{RecoveryReport, recover};
+use crate::replay::Replay;
+use crate::storage::{DirStorage, Storage};
+use crate::sync::Durable;
+use crate::writer::{Active, Writer};
+
+/// A write-ahead log over a directory of segments.
+///
+/// Cheap to share across threads (`&Wal` appends concurrently). Dropping it stops the
+/// background sync and syncs once more; [`Wal::close`] does the same and reports errors.
+pub struct Wal {
+    shared: Arc<Shared>,
+    background: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    report: RecoveryReport,
+}
+
+pub(crate) struct Shared {
+    pub storage: Arc<dyn Storage>,
+    pub opts: Options,
+    pub writer: Mutex<Writer>,
+    pub durable: Durable,
+    /// LSN of the last record appended.
+    pub written: AtomicU64,
+}
+
+/// Counters and sizes, for stats and operators.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Segment files, the active one included.
+    pub segments: usize,
+    /// Bytes of valid data in all segments (headers included).
+    pub bytes: u64,
+    /// LSN of the oldest record still in the log (`next_lsn` when there is none).
+    pub first_lsn: Lsn,
+    /// The LSN the next append gets.
+    pub next_lsn: Lsn,
+    /// Every record through this LSN is on stable storage.
+    pub durable_lsn: Lsn,
+    /// Syncs performed by group commit and the background task.
+    pub syncs: u64,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in directory `dir`, running recovery.
+    ///
+    /// # Errors
+    /// I/O errors, [`Error::Corrupt`] on damage no crash explains, and
+    /// [`Error::UnsupportedVersion`]; an `Io` error with `WouldBlock` when another process
+    /// has the directory open.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self, Error> {
+        let dir = dir.as_ref();
+        let storage = DirStorage::open(dir).map_err(|e| Error::io("opening", dir.display().to_string(), e))?;
+        Self::open_with(Arc::new(storage), opts)
+    }
+
+    /// Opens the log on any [`Storage`] (the simulated disk in tests), running recovery.
+    ///
+    /// # Errors
+    /// As [`Wal::open`].
+    pub fn open_with(storage: Arc<dyn Storage>, opts: Options) -> Result<Self, Error> {
+        opts.validate()?;
+        let rec = recover(storage.as_ref(), &opts)?;
+        let active = Active {
+            file: rec.active_file,
+            name: rec.active.name,
+            first_lsn: rec.active.first_lsn,
+            offset: rec.active.used,
+            synced_to: Arc::new(AtomicU64::new(rec.active.used)),
+        };
+        let next_lsn = rec.report.next_lsn;
+        tracing::info!(report = ?rec.report, "WAL opened");
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(Writer::new(active, rec.sealed, next_lsn)),
+            durable: Durable::new(next_lsn - 1),
+            written: AtomicU64::new(next_lsn - 1),
+            storage,
+            opts,
+        });
+        let background = match shared.opts.durability {
+            Durability::Periodic(interval) => Some(spawn_periodic_sync(&shared, interval)?),
+            Durability::Sync => None,
+        };
+        Ok(Self { shared, background, report: rec.report })
+    }
+
+    /// Appends a record and returns its LSN once it is as durable as the log's
+    /// [`Durability`] promises.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] (nothing written), [`Error::Poisoned`] after an earlier
+    /// failure, or the I/O error that poisons the log now.
+    pub fn append(&self, entry: &Entry<'_>) -> Result<Lsn, Error> {
+        let lsn = self.append_nowait(entry)?;
+        if self.shared.opts.durability == Durability::Sync {
+            self.wait_durable(lsn)?;
+        }
+        Ok(lsn)
+    }
+
+    /// Appends a record and returns its LSN as soon as its bytes are in the kernel
+    /// (safe from a killed process, not yet from power loss); pair with
+    /// [`Wal::wait_durable`] to acknowledge later.
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    pub fn append_nowait(&self, entry: &Entry<'_>) -> Result<Lsn, Error> {
+        let shared = &self.shared;
+        shared.durable.check()?;
+        let mut writer = shared.writer();
+        shared.durable.check()?;
+        let (lsn, rotated) = match writer.append(shared.storage.as_ref(), &shared.opts, entry) {
+            Ok(done) => done,
+            Err(e @ Error::RecordTooLarge { .. }) => return Err(e),
+            Err(e) => {
+                shared.durable.poison(&e);
+                return Err(e);
+            }
+        };
+        shared.written.store(lsn, Ordering::Release);
+        drop(writer);
+        if let Some(durable) = rotated {
+            shared.durable.advance(durable);
+        }
+        Ok(lsn)
+    }
+
+    /// Returns once every record through `lsn` is on stable storage (group commit).
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`], or the sync error that poisons the log now.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<(), Error> {
+        self.shared.durable.wait_for(lsn, &self.shared.writer)
+    }
+
+    /// Syncs everything appended so far and returns the durable LSN.
+    ///
+    /// # Errors
+    /// As [`Wal::wait_durable`].
+    pub fn sync(&self) -> Result<Lsn, Error> {
+        let lsn = self.shared.written.load(Ordering::Acquire);
+        self.wait_durable(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Every record with an LSN of at least `from`, oldest first, as appended so far.
+    #[must_use]
+    pub fn replay(&self, from: Lsn) -> Replay {
+        let writer = self.shared.writer();
+        let mut segments: Vec<(String, Lsn)> = writer.sealed.iter().map(|s| (s.name.clone(), s.first_lsn)).collect();
+        segments.push((writer.active.name.clone(), writer.active.first_lsn));
+        Replay::new(Arc::clone(&self.shared.storage), segments, from, writer.next_lsn - 1)
+    }
+
+    /// Removes every segment whose records all have an LSN of at most `lsn` — the
+    /// records the caller has made durable elsewhere — crash-safely and oldest first.
+    /// When that includes the active segment, a new one is started first, so the LSN
+    /// floor stays on disk. Returns the number of segments removed.
+    ///
+    /// # Errors
+    /// I/O errors creating the new segment (which poison the log) or removing files
+    /// (which do not: the files are removed again next time, or replayed harmlessly).
+    pub fn truncate_through(&self, lsn: Lsn) -> Result<usize, Error> {
+        let shared = &self.shared;
+        shared.durable.check()?;
+        let doomed = {
+            let mut writer = shared.writer();
+            if writer.active_has_records() && writer.next_lsn - 1 <= lsn {
+                match writer.rotate(shared.storage.as_ref(), &shared.opts) {
+                    Ok(durable) => shared.durable.advance(durable),
+                    Err(e) => {
+                        shared.durable.poison(&e);
+                        return Err(e);
+                    }
+                }
+            }
+            let n = writer.sealed.iter().take_while(|s| s.last_lsn <= lsn).count();
+            writer.sealed.drain(..n).collect::<Vec<_>>()
+        };
+        for segment in &doomed {
+            shared.storage.remove(&segment.name).map_err(|e| Error::io("removing", &segment.name, e))?;
+        }
+        if !doomed.is_empty() {
+            shared.storage.sync_dir().map_err(|e| Error::io("syncing", "the WAL directory", e))?;
+            tracing::debug!(through = lsn, removed = doomed.len(), "WAL truncated");
+        }
+        Ok(doomed.len())
+    }
+
+    /// What recovery found when the log was opened.
+    #[must_use]
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The LSN the next append will get.
+    #[must_use]
+    pub fn next_lsn(&self) -> Lsn {
+        self.shared.written.load(Ordering::Acquire) + 1
+    }
+
+    /// Every record through this LSN is on stable storage.
+    #[must_use]
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.durable.state().durable
+    }
+
+    /// Sizes and counters.
+    #[must_use]
+    pub fn stats(&self) -> WalStats {
+        let (segments, bytes, first_lsn, next_lsn) = {
+            let w = self.shared.writer();
+            let bytes = w.sealed.iter().map(|s| s.used).sum::<u64>() + w.active.offset;
+            let first = w.sealed.first().map_or(w.active.first_lsn, |s| s.first_lsn);
+            (w.sealed.len() + 1, bytes, first, w.next_lsn)
+        };
+        let state = self.shared.durable.state();
+        WalStats { segments, bytes, first_lsn, next_lsn, durable_lsn: state.durable, syncs: state.syncs }
+    }
+
+    /// Stops the background sync and syncs everything appended.
+    ///
+    /// # Errors
+    /// As [`Wal::sync`].
+    pub fn close(mut self) -> Result<(), Error> {
+        self.stop_background();
+        self.sync().map(drop)
+    }
+
+    fn stop_background(&mut self) {
+        if let Some((stop, handle)) = self.background.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.stop_background();
+        if self.shared.durable.check().is_ok() && let Err(e) = self.sync() {
+            tracing::error!(error = %e, "WAL sync on drop failed");
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn spawn_periodic_sync(shared: &Arc<Shared>, interval: std::time::Duration) -> Result<(mpsc::Sender<()>, JoinHandle<()>), Error> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let shared = Arc::clone(shared);
+    let handle = std::thread::Builder::new()
+        .name("memdb-wal-sync".into())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                let lsn = shared.written.load(Ordering::Acquire);
+                if shared.durable.check().is_err() {
+                    return;
+                }
+                if let Err(e) = shared.durable.wait_for(lsn, &shared.writer) {
+                    tracing::error!(error = %e, "WAL periodic sync failed");
+                    return;
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting", "the WAL sync thread", e))?;
+    Ok((stop, handle))
+}

@@ -1,0 +1,114 @@
+//! The append path: encode a frame, copy it into the active segment, rotate when full.
+//!
+//! One mutex serialises appenders; under it there is only encoding and a `memcpy` (and,
+//! once per segment, rotation). Syncing happens outside it (see `sync.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::Error;
+use crate::format::{HEADER_LEN, segment_name};
+use crate::frame::encode_frame;
+use crate::options::Options;
+use crate::record::{Entry, Lsn};
+use crate::segment::{self, Sealed};
+use crate::storage::{SegmentFile, Storage};
+
+/// The segment being appended to.
+pub(crate) struct Active {
+    pub file: Arc<dyn SegmentFile>,
+    pub name: String,
+    pub first_lsn: Lsn,
+    /// Where the next frame goes.
+    pub offset: u64,
+    /// Offset through which this segment is on stable storage (updated by syncs).
+    pub synced_to: Arc<AtomicU64>,
+}
+
+/// What a sync needs to know about the active segment, taken under the writer lock.
+pub(crate) struct SyncTarget {
+    pub file: Arc<dyn SegmentFile>,
+    pub synced_to: Arc<AtomicU64>,
+    pub end: u64,
+    pub lsn: Lsn,
+}
+
+/// State behind the writer lock.
+pub(crate) struct Writer {
+    pub active: Active,
+    pub sealed: Vec<Sealed>,
+    pub next_lsn: Lsn,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new(active: Active, sealed: Vec<Sealed>, next_lsn: Lsn) -> Self {
+        Self { active, sealed, next_lsn, buf: Vec::with_capacity(4096) }
+    }
+
+    /// Appends one frame and returns its LSN and the LSN made durable by a rotation, if
+    /// any. Nothing is written when the record is refused.
+    pub(crate) fn append(&mut self, storage: &dyn Storage, opts: &Options, entry: &Entry<'_>) -> Result<(Lsn, Option<Lsn>), Error> {
+        let lsn = self.next_lsn;
+        let mut body = self.encode(lsn, entry);
+        let limit = opts.body_limit();
+        if body > limit {
+            return Err(Error::RecordTooLarge { size: body, max: limit });
+        }
+        let mut rotated = None;
+        if self.active.offset + self.buf.len() as u64 > self.active.file.len() {
+            rotated = Some(self.rotate(storage, opts)?);
+            body = self.encode(lsn, entry);
+        }
+        debug_assert!(body <= limit);
+        let (file, offset) = (&self.active.file, self.active.offset);
+        file.write_at(offset, &self.buf).map_err(|e| Error::io("appending to", &self.active.name, e))?;
+        self.active.offset += self.buf.len() as u64;
+        self.next_lsn += 1;
+        Ok((lsn, rotated))
+    }
+
+    fn encode(&mut self, lsn: Lsn, entry: &Entry<'_>) -> usize {
+        let synced_to = u32::try_from(self.active.synced_to.load(Ordering::Acquire)).unwrap_or(0);
+        encode_frame(&mut self.buf, lsn, synced_to, entry)
+    }
+
+    /// Seals the active segment (synced whole first, so sealed segments are always
+    /// complete on disk) and starts a new one at the next LSN. Returns the LSN through
+    /// which the log is now durable.
+    pub(crate) fn rotate(&mut self, storage: &dyn Storage, opts: &Options) -> Result<Lsn, Error> {
+        let old = &self.active;
+        let from = old.synced_to.load(Ordering::Acquire);
+        old.file
+            .sync_range(from, old.offset.saturating_sub(from))
+            .map_err(|e| Error::io("syncing before sealing", &old.name, e))?;
+        let file = segment::create(storage, self.next_lsn, opts.segment_size)?;
+        let new = Active {
+            file,
+            name: segment_name(self.next_lsn),
+            first_lsn: self.next_lsn,
+            offset: HEADER_LEN as u64,
+            synced_to: Arc::new(AtomicU64::new(HEADER_LEN as u64)),
+        };
+        let old = std::mem::replace(&mut self.active, new);
+        old.synced_to.store(old.offset, Ordering::Release);
+        tracing::debug!(sealed = %old.name, next = %self.active.name, "WAL segment rotated");
+        self.sealed.push(Sealed { name: old.name, first_lsn: old.first_lsn, last_lsn: self.next_lsn - 1, used: old.offset });
+        Ok(self.next_lsn - 1)
+    }
+
+    /// Whether the active segment holds any record.
+    pub(crate) fn active_has_records(&self) -> bool {
+        self.next_lsn > self.active.first_lsn
+    }
+
+    /// What a sync of everything appended so far must cover.
+    pub(crate) fn sync_target(&self) -> SyncTarget {
+        SyncTarget {
+            file: Arc::clone(&self.active.file),
+            synced_to: Arc::clone(&self.active.synced_to),
+            end: self.active.offset,
+            lsn: self.next_lsn - 1,
+        }
+    }
+}
