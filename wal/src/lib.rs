@@ -26,6 +26,8 @@
 //! ```
 
 #![deny(missing_docs)]
+// The format code must not panic on any input; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod error;
 pub mod format;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::format::{FRAME_BODY, HEADER_LEN, MAX_BODY_LEN, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
+use crate::format::{FRAME_ALIGN, FRAME_BODY, HEADER_LEN, MAX_BODY_LEN, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 use crate::record::Lsn;
 
 /// When an append is acknowledged.
@@ -66,7 +66,7 @@ impl Default for Options {
 impl Options {
     /// The largest body that fits both the limit and a segment.
     pub(crate) fn body_limit(&self) -> usize {
-        let room = usize::try_from(self.segment_size).unwrap_or(usize::MAX) - HEADER_LEN - FRAME_BODY;
+        let room = usize::try_from(self.segment_size).unwrap_or(usize::MAX) - HEADER_LEN - FRAME_BODY - FRAME_ALIGN;
         self.max_record_size.min(room).min(MAX_BODY_LEN)
     }
 

@@ -33,15 +33,16 @@ impl Replay {
         let header = parse_header(&bytes).map_err(|_| corrupt(0, Problem::InvalidHeader))?;
         let (from, last) = (self.from, self.last);
         let pending = &mut self.pending;
+        let mut next = header.first_lsn;
         let end = scan_frames(&bytes, header.first_lsn, |r| {
+            next = r.lsn + 1;
             if (from..=last).contains(&r.lsn) {
                 pending.push_back(r.into());
             }
         });
-        // Frames past `last` may be mid-copy by a concurrent append; damage before it is not.
+        // Frames after `last` may be mid-copy by a concurrent append; damage before is not.
         if let End::Corrupt { offset, damage } | End::Torn { offset, damage } = end
-            && pending.back().map_or(header.first_lsn, |r| r.lsn + 1) <= last
-            && header.first_lsn <= last
+            && next <= last
         {
             return Err(corrupt(offset, Problem::Frame(damage)));
         }

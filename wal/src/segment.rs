@@ -26,9 +26,14 @@ pub(crate) fn create(storage: &dyn Storage, first_lsn: Lsn, size: u64) -> Result
     let name = segment_name(first_lsn);
     let temp = format!("{name}{TEMP_SUFFIX}");
     let file = storage.create(&temp, size).map_err(|e| Error::io("creating", &temp, e))?;
-    file.write_at(0, &encode_header(first_lsn)).map_err(|e| Error::io("writing the header of", &temp, e))?;
-    file.sync_all().map_err(|e| Error::io("syncing", &temp, e))?;
-    storage.rename(&temp, &name).map_err(|e| Error::io("renaming into place", &temp, e))?;
+    let prepared = file
+        .write_at(0, &encode_header(first_lsn))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| storage.rename(&temp, &name));
+    if let Err(e) = prepared {
+        let _ = storage.remove(&temp);
+        return Err(Error::io("preparing", &temp, e));
+    }
     storage.sync_dir().map_err(|e| Error::io("syncing the directory after creating", &name, e))?;
     tracing::debug!(segment = %name, size, "created WAL segment");
     Ok(file)

@@ -13,7 +13,7 @@ use crate::recovery::{RecoveryReport, recover};
 use crate::replay::Replay;
 use crate::storage::{DirStorage, Storage};
 use crate::sync::Durable;
-use crate::writer::{Active, Writer};
+use crate::writer::{Active, Failure, Writer};
 
 /// A write-ahead log over a directory of segments.
 ///
@@ -119,14 +119,7 @@ impl Wal {
         shared.durable.check()?;
         let mut writer = shared.writer();
         shared.durable.check()?;
-        let (lsn, rotated) = match writer.append(shared.storage.as_ref(), &shared.opts, entry) {
-            Ok(done) => done,
-            Err(e @ Error::RecordTooLarge { .. }) => return Err(e),
-            Err(e) => {
-                shared.durable.poison(&e);
-                return Err(e);
-            }
-        };
+        let (lsn, rotated) = writer.append(shared.storage.as_ref(), &shared.opts, entry).map_err(|f| shared.fail(f))?;
         shared.written.store(lsn, Ordering::Release);
         drop(writer);
         if let Some(durable) = rotated {
@@ -168,21 +161,17 @@ impl Wal {
     /// floor stays on disk. Returns the number of segments removed.
     ///
     /// # Errors
-    /// I/O errors creating the new segment (which poison the log) or removing files
-    /// (which do not: the files are removed again next time, or replayed harmlessly).
+    /// I/O errors syncing the active segment (which poison the log), creating the new
+    /// one or removing files (which do not: a file left behind is removed next time, or
+    /// replayed harmlessly).
     pub fn truncate_through(&self, lsn: Lsn) -> Result<usize, Error> {
         let shared = &self.shared;
         shared.durable.check()?;
         let doomed = {
             let mut writer = shared.writer();
             if writer.active_has_records() && writer.next_lsn - 1 <= lsn {
-                match writer.rotate(shared.storage.as_ref(), &shared.opts) {
-                    Ok(durable) => shared.durable.advance(durable),
-                    Err(e) => {
-                        shared.durable.poison(&e);
-                        return Err(e);
-                    }
-                }
+                let durable = writer.rotate(shared.storage.as_ref(), &shared.opts).map_err(|f| shared.fail(f))?;
+                shared.durable.advance(durable);
             }
             let n = writer.sealed.iter().take_while(|s| s.last_lsn <= lsn).count();
             writer.sealed.drain(..n).collect::<Vec<_>>()
@@ -257,6 +246,17 @@ impl Drop for Wal {
 impl Shared {
     pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The error to return for a failed append, poisoning the log if it was fatal.
+    fn fail(&self, failure: Failure) -> Error {
+        match failure {
+            Failure::Refused(e) => e,
+            Failure::Fatal(e) => {
+                self.durable.poison(&e);
+                e
+            }
+        }
     }
 }
 

@@ -33,6 +33,13 @@ pub(crate) struct SyncTarget {
     pub lsn: Lsn,
 }
 
+/// Why an append failed: refused (nothing changed, the log goes on) or fatal (a write
+/// or sync failed: the log must stop).
+pub(crate) enum Failure {
+    Refused(Error),
+    Fatal(Error),
+}
+
 /// State behind the writer lock.
 pub(crate) struct Writer {
     pub active: Active,
@@ -48,12 +55,12 @@ impl Writer {
 
     /// Appends one frame and returns its LSN and the LSN made durable by a rotation, if
     /// any. Nothing is written when the record is refused.
-    pub(crate) fn append(&mut self, storage: &dyn Storage, opts: &Options, entry: &Entry<'_>) -> Result<(Lsn, Option<Lsn>), Error> {
+    pub(crate) fn append(&mut self, storage: &dyn Storage, opts: &Options, entry: &Entry<'_>) -> Result<(Lsn, Option<Lsn>), Failure> {
         let lsn = self.next_lsn;
         let mut body = self.encode(lsn, entry);
         let limit = opts.body_limit();
         if body > limit {
-            return Err(Error::RecordTooLarge { size: body, max: limit });
+            return Err(Failure::Refused(Error::RecordTooLarge { size: body, max: limit }));
         }
         let mut rotated = None;
         if self.active.offset + self.buf.len() as u64 > self.active.file.len() {
@@ -62,7 +69,7 @@ impl Writer {
         }
         debug_assert!(body <= limit);
         let (file, offset) = (&self.active.file, self.active.offset);
-        file.write_at(offset, &self.buf).map_err(|e| Error::io("appending to", &self.active.name, e))?;
+        file.write_at(offset, &self.buf).map_err(|e| Failure::Fatal(Error::io("appending to", &self.active.name, e)))?;
         self.active.offset += self.buf.len() as u64;
         self.next_lsn += 1;
         Ok((lsn, rotated))
@@ -75,14 +82,16 @@ impl Writer {
 
     /// Seals the active segment (synced whole first, so sealed segments are always
     /// complete on disk) and starts a new one at the next LSN. Returns the LSN through
-    /// which the log is now durable.
-    pub(crate) fn rotate(&mut self, storage: &dyn Storage, opts: &Options) -> Result<Lsn, Error> {
+    /// which the log is now durable. A new segment that cannot be created (a full disk)
+    /// leaves the synced active segment in place: refused, not fatal.
+    pub(crate) fn rotate(&mut self, storage: &dyn Storage, opts: &Options) -> Result<Lsn, Failure> {
         let old = &self.active;
         let from = old.synced_to.load(Ordering::Acquire);
         old.file
             .sync_range(from, old.offset.saturating_sub(from))
-            .map_err(|e| Error::io("syncing before sealing", &old.name, e))?;
-        let file = segment::create(storage, self.next_lsn, opts.segment_size)?;
+            .map_err(|e| Failure::Fatal(Error::io("syncing before sealing", &old.name, e)))?;
+        old.synced_to.store(old.offset, Ordering::Release);
+        let file = segment::create(storage, self.next_lsn, opts.segment_size).map_err(Failure::Refused)?;
         let new = Active {
             file,
             name: segment_name(self.next_lsn),
@@ -91,7 +100,6 @@ impl Writer {
             synced_to: Arc::new(AtomicU64::new(HEADER_LEN as u64)),
         };
         let old = std::mem::replace(&mut self.active, new);
-        old.synced_to.store(old.offset, Ordering::Release);
         tracing::debug!(sealed = %old.name, next = %self.active.name, "WAL segment rotated");
         self.sealed.push(Sealed { name: old.name, first_lsn: old.first_lsn, last_lsn: self.next_lsn - 1, used: old.offset });
         Ok(self.next_lsn - 1)

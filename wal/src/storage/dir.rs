@@ -65,14 +65,13 @@ impl Storage for DirStorage {
     }
 
     fn create(&self, name: &str, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(self.path.join(name))?;
-        let len_off = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: a plain syscall on a file descriptor we own.
-        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len_off) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
+        let path = self.path.join(name);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let reserved = reserve(&file, len).and_then(|()| MappedFile::new(file));
+        if reserved.is_err() {
+            let _ = fs::remove_file(&path);
         }
-        Ok(Arc::new(MappedFile::new(file)?))
+        Ok(Arc::new(reserved?))
     }
 
     fn open(&self, name: &str) -> io::Result<Arc<dyn SegmentFile>> {
@@ -95,6 +94,14 @@ impl Storage for DirStorage {
     fn sync_dir(&self) -> io::Result<()> {
         self.dir.sync_all()
     }
+}
+
+/// Reserves `len` bytes of disk for `file` (zero-filled), so no later write needs space.
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a plain syscall on a file descriptor we own; it touches no memory of ours.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
 }
 
 /// A preallocated file and a shared, writable map of all of it.
