@@ -54,6 +54,12 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// Every LSN up to [`crate::format::MAX_LSN`] has been used.
+    #[error("the WAL has used every LSN; start a new log")]
+    LsnExhausted,
+    /// The log was closed.
+    #[error("the WAL is closed")]
+    Closed,
     /// Options that cannot work.
     #[error("invalid WAL options: {0}")]
     InvalidOptions(String),
@@ -62,6 +68,13 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(op: &'static str, target: impl Into<String>, source: io::Error) -> Self {
         Self::Io { op, target: target.into(), source }
+    }
+
+    /// Whether this is a full disk (or quota): nothing was written, a retry may succeed.
+    #[must_use]
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, Self::Io { source, .. }
+            if source.kind() == io::ErrorKind::StorageFull || source.kind() == io::ErrorKind::QuotaExceeded)
     }
 }
 

@@ -43,6 +43,10 @@ pub const FRAME_BODY: usize = FRAME_RESERVED + 4;
 /// Every frame starts at a multiple of this segment offset; the gap after a body is zeros.
 pub const FRAME_ALIGN: usize = 8;
 
+/// The highest LSN a record may have; LSNs run from 1 to this (`u64::MAX` is reserved,
+/// so `lsn + 1` never overflows).
+pub const MAX_LSN: u64 = u64::MAX - 1;
+
 /// The largest body a frame may carry (the format's limit; options may set a lower one).
 pub const MAX_BODY_LEN: usize = 256 << 20;
 /// The smallest segment the writer accepts.

@@ -2,7 +2,7 @@
 
 use crate::format::{
     FRAME_ALIGN, FRAME_BODY, FRAME_CRC, FRAME_LEN, FRAME_LSN, FRAME_RESERVED, FRAME_SYNCED_TO,
-    MAX_BODY_LEN, frame_size,
+    MAX_BODY_LEN, MAX_LSN, frame_size,
 };
 use crate::record::{Entry, Lsn, RecordRef, decode_body, encode_body};
 
@@ -108,7 +108,7 @@ pub(crate) fn frame_at(bytes: &[u8], offset: usize, expected: Lsn) -> FrameAt<'_
         return FrameAt::Damaged(Damage::Checksum { stored, computed });
     }
     let lsn = get_u64(frame, FRAME_LSN);
-    if lsn != expected {
+    if lsn != expected || lsn > MAX_LSN {
         return FrameAt::Inconsistent(Damage::LsnOutOfSequence { expected, found: lsn });
     }
     let body_end = FRAME_BODY + len as usize;

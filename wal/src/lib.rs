@@ -32,6 +32,8 @@
 mod error;
 pub mod format;
 mod frame;
+#[cfg(feature = "internals")]
+pub mod internals;
 mod options;
 pub mod parse;
 mod record;

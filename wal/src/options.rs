@@ -77,6 +77,9 @@ impl Options {
                 self.segment_size
             )));
         }
+        if !(1..=crate::format::MAX_LSN).contains(&self.min_next_lsn) {
+            return Err(Error::InvalidOptions(format!("min_next_lsn {} is outside 1..=MAX_LSN", self.min_next_lsn)));
+        }
         if let Durability::Periodic(interval) = self.durability
             && interval.is_zero()
         {

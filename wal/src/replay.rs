@@ -11,8 +11,8 @@ use crate::storage::Storage;
 /// An iterator over the records of a log from an LSN on; one segment in memory at a time.
 pub struct Replay {
     storage: Arc<dyn Storage>,
-    /// Segments still to read: (name, first LSN), oldest first.
-    segments: VecDeque<(String, Lsn)>,
+    /// Segments still to read: (name, first LSN, bytes of data), oldest first.
+    segments: VecDeque<(String, Lsn, u64)>,
     from: Lsn,
     last: Lsn,
     pending: VecDeque<Record>,
@@ -20,15 +20,16 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub(crate) fn new(storage: Arc<dyn Storage>, segments: Vec<(String, Lsn)>, from: Lsn, last: Lsn) -> Self {
+    pub(crate) fn new(storage: Arc<dyn Storage>, segments: Vec<(String, Lsn, u64)>, from: Lsn, last: Lsn) -> Self {
         // Skip segments that end before `from`: those followed by one starting at or below it.
         let skip = segments.windows(2).take_while(|w| w.get(1).is_some_and(|next| next.1 <= from)).count();
         let segments = segments.into_iter().skip(skip).collect();
         Self { storage, segments, from, last, pending: VecDeque::new(), failed: false }
     }
 
-    fn load(&mut self, name: &str) -> Result<(), Error> {
-        let bytes = self.storage.read(name).map_err(|e| Error::io("reading", name, e))?;
+    /// Reads the data of one segment (not its preallocated zeros) and queues its records.
+    fn load(&mut self, name: &str, used: u64) -> Result<(), Error> {
+        let bytes = self.storage.read_prefix(name, used).map_err(|e| Error::io("reading", name, e))?;
         let corrupt = |offset, problem| Error::Corrupt(Corruption { segment: name.to_owned(), offset, problem });
         let header = parse_header(&bytes).map_err(|_| corrupt(0, Problem::InvalidHeader))?;
         let (from, last) = (self.from, self.last);
@@ -58,8 +59,8 @@ impl Iterator for Replay {
             if let Some(record) = self.pending.pop_front() {
                 return Some(Ok(record));
             }
-            let (name, _) = self.segments.pop_front()?;
-            if let Err(e) = self.load(&name) {
+            let (name, _, used) = self.segments.pop_front()?;
+            if let Err(e) = self.load(&name, used) {
                 self.failed = true;
                 return Some(Err(e));
             }

@@ -21,7 +21,8 @@ pub(crate) struct Sealed {
 /// Creates the segment whose first LSN is `first_lsn`, crash-safely: the file is built
 /// under a temporary name (reserved, header written, synced), then renamed into place and
 /// the directory synced. A crash at any point leaves either no segment or a whole one;
-/// leftover temporary files are removed on open.
+/// leftover temporary files are removed on open. An existing segment of the same name
+/// (one without records, too small for the next record) is replaced atomically.
 pub(crate) fn create(storage: &dyn Storage, first_lsn: Lsn, size: u64) -> Result<Arc<dyn SegmentFile>, Error> {
     let name = segment_name(first_lsn);
     let temp = format!("{name}{TEMP_SUFFIX}");

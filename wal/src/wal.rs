@@ -18,10 +18,11 @@ use crate::writer::{Active, Failure, Writer};
 /// A write-ahead log over a directory of segments.
 ///
 /// Cheap to share across threads (`&Wal` appends concurrently). Dropping it stops the
-/// background sync and syncs once more; [`Wal::close`] does the same and reports errors.
+/// background sync and syncs once more; [`Wal::close`] does the same, reports errors and
+/// releases the directory at once, even while other threads still hold the `Wal`.
 pub struct Wal {
     shared: Arc<Shared>,
-    background: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    background: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     report: RecoveryReport,
 }
 
@@ -91,7 +92,7 @@ impl Wal {
             Durability::Periodic(interval) => Some(spawn_periodic_sync(&shared, interval)?),
             Durability::Sync => None,
         };
-        Ok(Self { shared, background, report: rec.report })
+        Ok(Self { shared, background: Mutex::new(background), report: rec.report })
     }
 
     /// Appends a record and returns its LSN once it is as durable as the log's
@@ -119,6 +120,9 @@ impl Wal {
         shared.durable.check()?;
         let mut writer = shared.writer();
         shared.durable.check()?;
+        if writer.closed {
+            return Err(Error::Closed);
+        }
         let (lsn, rotated) = writer.append(shared.storage.as_ref(), &shared.opts, entry).map_err(|f| shared.fail(f))?;
         shared.written.store(lsn, Ordering::Release);
         drop(writer);
@@ -150,8 +154,8 @@ impl Wal {
     #[must_use]
     pub fn replay(&self, from: Lsn) -> Replay {
         let writer = self.shared.writer();
-        let mut segments: Vec<(String, Lsn)> = writer.sealed.iter().map(|s| (s.name.clone(), s.first_lsn)).collect();
-        segments.push((writer.active.name.clone(), writer.active.first_lsn));
+        let mut segments: Vec<(String, Lsn, u64)> = writer.sealed.iter().map(|s| (s.name.clone(), s.first_lsn, s.used)).collect();
+        segments.push((writer.active.name.clone(), writer.active.first_lsn, writer.active.offset));
         Replay::new(Arc::clone(&self.shared.storage), segments, from, writer.next_lsn - 1)
     }
 
@@ -167,12 +171,32 @@ impl Wal {
     pub fn truncate_through(&self, lsn: Lsn) -> Result<usize, Error> {
         let shared = &self.shared;
         shared.durable.check()?;
-        let doomed = {
+        if shared.writer().closed {
+            return Err(Error::Closed);
+        }
+        // Sealed segments go first: on a full disk that makes room for the new segment.
+        let mut removed = self.remove_sealed_through(lsn)?;
+        let rotated = {
             let mut writer = shared.writer();
-            if writer.active_has_records() && writer.next_lsn - 1 <= lsn {
+            let covers_active = writer.active_has_records() && writer.next_lsn - 1 <= lsn;
+            if covers_active {
                 let durable = writer.rotate(shared.storage.as_ref(), &shared.opts).map_err(|f| shared.fail(f))?;
                 shared.durable.advance(durable);
             }
+            covers_active
+        };
+        if rotated {
+            removed += self.remove_sealed_through(lsn)?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the sealed segments whose records are all at or below `lsn`, oldest first,
+    /// then syncs the directory. The writer lock is held only to take them off the list.
+    fn remove_sealed_through(&self, lsn: Lsn) -> Result<usize, Error> {
+        let shared = &self.shared;
+        let doomed = {
+            let mut writer = shared.writer();
             let n = writer.sealed.iter().take_while(|s| s.last_lsn <= lsn).count();
             writer.sealed.drain(..n).collect::<Vec<_>>()
         };
@@ -217,17 +241,26 @@ impl Wal {
         WalStats { segments, bytes, first_lsn, next_lsn, durable_lsn: state.durable, syncs: state.syncs }
     }
 
-    /// Stops the background sync and syncs everything appended.
+    /// Stops the background sync, syncs everything appended, and releases the
+    /// directory (another `Wal` may open it). Every later append fails with
+    /// [`Error::Closed`]; closing again does nothing.
     ///
     /// # Errors
     /// As [`Wal::sync`].
-    pub fn close(mut self) -> Result<(), Error> {
+    pub fn close(&self) -> Result<(), Error> {
         self.stop_background();
-        self.sync().map(drop)
+        let synced = if self.shared.durable.check().is_ok() { self.sync().map(drop) } else { Ok(()) };
+        let mut writer = self.shared.writer();
+        if !writer.closed {
+            writer.closed = true;
+            self.shared.storage.release();
+        }
+        synced
     }
 
-    fn stop_background(&mut self) {
-        if let Some((stop, handle)) = self.background.take() {
+    fn stop_background(&self) {
+        let background = self.background.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some((stop, handle)) = background {
             drop(stop);
             let _ = handle.join();
         }
@@ -236,8 +269,7 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        self.stop_background();
-        if self.shared.durable.check().is_ok() && let Err(e) = self.sync() {
+        if let Err(e) = self.close() {
             tracing::error!(error = %e, "WAL sync on drop failed");
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Error;
-use crate::format::{HEADER_LEN, segment_name};
+use crate::format::{HEADER_LEN, MAX_LSN, segment_name};
 use crate::frame::encode_frame;
 use crate::options::Options;
 use crate::record::{Entry, Lsn};
@@ -45,18 +45,23 @@ pub(crate) struct Writer {
     pub active: Active,
     pub sealed: Vec<Sealed>,
     pub next_lsn: Lsn,
+    /// Set by `Wal::close`: no more appends.
+    pub closed: bool,
     buf: Vec<u8>,
 }
 
 impl Writer {
     pub(crate) fn new(active: Active, sealed: Vec<Sealed>, next_lsn: Lsn) -> Self {
-        Self { active, sealed, next_lsn, buf: Vec::with_capacity(4096) }
+        Self { active, sealed, next_lsn, closed: false, buf: Vec::with_capacity(4096) }
     }
 
     /// Appends one frame and returns its LSN and the LSN made durable by a rotation, if
     /// any. Nothing is written when the record is refused.
     pub(crate) fn append(&mut self, storage: &dyn Storage, opts: &Options, entry: &Entry<'_>) -> Result<(Lsn, Option<Lsn>), Failure> {
         let lsn = self.next_lsn;
+        if lsn > MAX_LSN {
+            return Err(Failure::Refused(Error::LsnExhausted));
+        }
         let mut body = self.encode(lsn, entry);
         let limit = opts.body_limit();
         if body > limit {
@@ -82,8 +87,9 @@ impl Writer {
 
     /// Seals the active segment (synced whole first, so sealed segments are always
     /// complete on disk) and starts a new one at the next LSN. Returns the LSN through
-    /// which the log is now durable. A new segment that cannot be created (a full disk)
-    /// leaves the synced active segment in place: refused, not fatal.
+    /// which the log is now durable. A new segment that cannot be created for want of
+    /// space leaves the synced active segment in place: refused, not fatal. Any other
+    /// failure is fatal.
     pub(crate) fn rotate(&mut self, storage: &dyn Storage, opts: &Options) -> Result<Lsn, Failure> {
         let old = &self.active;
         let from = old.synced_to.load(Ordering::Acquire);
@@ -91,7 +97,8 @@ impl Writer {
             .sync_range(from, old.offset.saturating_sub(from))
             .map_err(|e| Failure::Fatal(Error::io("syncing before sealing", &old.name, e)))?;
         old.synced_to.store(old.offset, Ordering::Release);
-        let file = segment::create(storage, self.next_lsn, opts.segment_size).map_err(Failure::Refused)?;
+        let file = segment::create(storage, self.next_lsn, opts.segment_size)
+            .map_err(|e| if e.is_out_of_space() { Failure::Refused(e) } else { Failure::Fatal(e) })?;
         let new = Active {
             file,
             name: segment_name(self.next_lsn),
@@ -101,7 +108,10 @@ impl Writer {
         };
         let old = std::mem::replace(&mut self.active, new);
         tracing::debug!(sealed = %old.name, next = %self.active.name, "WAL segment rotated");
-        self.sealed.push(Sealed { name: old.name, first_lsn: old.first_lsn, last_lsn: self.next_lsn - 1, used: old.offset });
+        // An active segment without records has the new one's name: the new one replaced it.
+        if old.first_lsn < self.next_lsn {
+            self.sealed.push(Sealed { name: old.name, first_lsn: old.first_lsn, last_lsn: self.next_lsn - 1, used: old.offset });
+        }
         Ok(self.next_lsn - 1)
     }
 

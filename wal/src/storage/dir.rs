@@ -6,10 +6,10 @@
 //! surfaces as an error when a segment is created, never as `SIGBUS`).
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -23,7 +23,8 @@ const LOCK_FILE: &str = "LOCK";
 pub struct DirStorage {
     path: PathBuf,
     dir: File,
-    _lock: File,
+    /// Held (with its `flock`) while the log is open.
+    lock: Mutex<Option<File>>,
 }
 
 impl DirStorage {
@@ -43,7 +44,7 @@ impl DirStorage {
             fs::TryLockError::Error(e) => e,
         })?;
         let dir = File::open(&path)?;
-        Ok(Self { path, dir, _lock: lock })
+        Ok(Self { path, dir, lock: Mutex::new(Some(lock)) })
     }
 
     /// The directory's path.
@@ -83,6 +84,12 @@ impl Storage for DirStorage {
         fs::read(self.path.join(name))
     }
 
+    fn read_prefix(&self, name: &str, len: u64) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        File::open(self.path.join(name))?.take(len).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         fs::rename(self.path.join(from), self.path.join(to))
     }
@@ -93,6 +100,10 @@ impl Storage for DirStorage {
 
     fn sync_dir(&self) -> io::Result<()> {
         self.dir.sync_all()
+    }
+
+    fn release(&self) {
+        drop(self.lock.lock().unwrap_or_else(PoisonError::into_inner).take());
     }
 }
 

@@ -38,7 +38,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Any I/O error.
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
-    /// Renames a file, replacing nothing; durable only after [`Storage::sync_dir`].
+    /// The first `len` bytes of a file (fewer if it is shorter).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    fn read_prefix(&self, name: &str, len: u64) -> io::Result<Vec<u8>> {
+        let mut bytes = self.read(name)?;
+        bytes.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(bytes)
+    }
+    /// Renames a file, atomically replacing `to` if it exists (as POSIX `rename`);
+    /// durable only after [`Storage::sync_dir`].
     ///
     /// # Errors
     /// Any I/O error.
@@ -48,6 +58,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Any I/O error.
     fn remove(&self, name: &str) -> io::Result<()>;
+    /// Gives up the directory (its lock) for good: the log is closed.
+    fn release(&self) {}
     /// Makes every create, rename and remove so far durable.
     ///
     /// # Errors

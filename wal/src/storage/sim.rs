@@ -141,6 +141,24 @@ impl SimStorage {
         Ok(())
     }
 
+    /// Puts a file holding `bytes` on the disk, its name and content already durable, as
+    /// if an earlier run had left it there (tests that start from a directory image).
+    ///
+    /// # Errors
+    /// `AlreadyExists` if a file of that name exists.
+    pub fn insert_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut disk = self.lock();
+        if disk.names.contains_key(name) {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        let id = disk.next_id;
+        disk.next_id += 1;
+        disk.files.insert(id, FileData { written: bytes.to_vec(), synced: bytes.to_vec() });
+        disk.names.insert(name.to_owned(), id);
+        disk.durable_names.insert(name.to_owned(), id);
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Disk> {
         self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -181,7 +199,8 @@ impl Storage for SimStorage {
         if disk.names.contains_key(name) {
             return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
-        let used: u64 = disk.files.values().map(|f| f.written.len() as u64).sum();
+        // Space is held by named files (an unlinked file's space is freed).
+        let used: u64 = disk.names.values().filter_map(|id| disk.files.get(id)).map(|f| f.written.len() as u64).sum();
         if disk.faults.capacity.is_some_and(|cap| used + len > cap) {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
@@ -208,10 +227,8 @@ impl Storage for SimStorage {
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let mut disk = self.lock();
-        if disk.names.contains_key(to) {
-            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-        }
         let id = disk.unlink(from)?;
+        // One journaled operation: the old `to` goes away as the new one appears.
         disk.link(to, id);
         Ok(())
     }
