@@ -1,0 +1,9 @@
+//! PostgreSQL helpers for tests, examples and the demo: a zero-setup private cluster used
+//! when `PG_DSN` is unset (the engine's own PostgreSQL access lives in `store`).
+
+mod cluster;
+mod error;
+mod process;
+
+pub use cluster::{PrivateCluster, StartupTimings, test_dsn, test_dsn_from};
+pub use error::ClusterError;
