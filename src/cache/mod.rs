@@ -1,0 +1,285 @@
+//! The in-memory map of one table: sharded, with dirty tracking for the flush.
+//!
+//! Invariants:
+//! - ⚑ a write appends to the WAL *under its shard's lock* and then applies, so within a
+//!   shard the map changes in LSN order (highest LSN wins), and every LSN below
+//!   `wal.next_lsn()` is visible in the map to anyone who takes the shard lock;
+//! - every dirty slot is either on its shard's `dirty` list, on its `parked` list, or in
+//!   the hands of the (single) flusher, which gives it back through `mark_flushed` or
+//!   `restore`;
+//! - ⚑ dirty slots are never evicted; a delete leaves a dirty tombstone until flushed.
+
+mod shard;
+
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use memdb_wal::Lsn;
+
+use shard::{Shard, Slot};
+
+/// Shards per table: enough that a shard's lock is short even when it is scanned.
+const SHARDS: usize = 128;
+
+/// A record value in memory: JSON text shared without copying; `None` is a tombstone.
+pub(crate) type Value = Option<Arc<str>>;
+
+/// A dirty record handed to the flusher.
+#[derive(Clone, Debug)]
+pub(crate) struct Dirty {
+    pub key: Arc<str>,
+    pub value: Value,
+    pub lsn: Lsn,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    /// In memory: a value or a tombstone (`None`).
+    Hit(Value),
+    /// Not in memory. `epoch` must be handed back to [`Cache::load`].
+    Miss { epoch: u64 },
+}
+
+/// Why a read-modify-write did not happen.
+pub(crate) enum Update<E> {
+    /// The record left memory between loading and updating: load again.
+    Raced,
+    /// The update or the append failed.
+    Failed(E),
+}
+
+/// One table's records in memory.
+pub(crate) struct Cache {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    cached: AtomicUsize,
+    dirty: AtomicUsize,
+}
+
+impl Cache {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+            cached: AtomicUsize::new(0),
+            dirty: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard_of(&self, key: &str) -> &RwLock<Shard> {
+        let i = (self.hasher.hash_one(key) >> 32) as usize % SHARDS;
+        self.shards.get(i).unwrap_or_else(|| unreachable!("index is reduced modulo SHARDS"))
+    }
+
+    fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+        shard.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_lock(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+        shard.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Looks `key` up, touching its access time.
+    pub(crate) fn get(&self, key: &str, now: u32) -> Lookup {
+        let shard = Self::read(self.shard_of(key));
+        match shard.map.get(key) {
+            Some(slot) => {
+                slot.touch(now);
+                Lookup::Hit(slot.value.clone())
+            }
+            None => Lookup::Miss { epoch: shard.epoch },
+        }
+    }
+
+    /// The record's value and LSN if in memory, without touching its access time.
+    pub(crate) fn peek(&self, key: &str) -> Option<(Value, Lsn)> {
+        Self::read(self.shard_of(key)).map.get(key).map(|s| (s.value.clone(), s.lsn))
+    }
+
+    /// Writes `value` (a tombstone when `None`): `append` is called under the shard lock
+    /// and must append the record to the WAL, returning its LSN; then the map changes.
+    /// On error nothing changes.
+    pub(crate) fn write<E>(&self, key: &str, value: Value, now: u32, append: impl FnOnce() -> Result<Lsn, E>) -> Result<Lsn, E> {
+        let mut shard = Self::write_lock(self.shard_of(key));
+        let lsn = append()?;
+        let change = shard.put_dirty(key, value, lsn, now);
+        self.account(change);
+        Ok(lsn)
+    }
+
+    /// Read-modify-write under the shard lock: `update` derives the new value from the
+    /// current one — the slot's, or else `base` (a value loaded from PostgreSQL with the
+    /// epoch of the lookup that missed) if nothing was removed from the shard since —
+    /// then `append` logs it and the map changes. Without a usable current value the
+    /// result is [`Update::Raced`]: load again and retry.
+    pub(crate) fn update<E>(
+        &self,
+        key: &str,
+        now: u32,
+        base: Option<(Value, u64)>,
+        update: impl FnOnce(&Value) -> Result<Value, E>,
+        append: impl FnOnce(&Value) -> Result<Lsn, E>,
+    ) -> Result<(Lsn, Value), Update<E>> {
+        let mut shard = Self::write_lock(self.shard_of(key));
+        let value = match (shard.map.get(key), base) {
+            (Some(slot), _) => update(&slot.value),
+            (None, Some((value, epoch))) if epoch == shard.epoch => update(&value),
+            (None, _) => return Err(Update::Raced),
+        }
+        .map_err(Update::Failed)?;
+        let lsn = append(&value).map_err(Update::Failed)?;
+        let change = shard.put_dirty(key, value.clone(), lsn, now);
+        self.account(change);
+        Ok((lsn, value))
+    }
+
+    /// Caches a record read from PostgreSQL as clean — only if the key is still absent
+    /// and nothing was removed from its shard since the lookup that missed (`epoch`), so
+    /// a load never resurrects a value that a racing write or delete replaced.
+    pub(crate) fn load(&self, key: &str, value: Value, lsn: Lsn, epoch: u64, now: u32) -> bool {
+        let mut shard = Self::write_lock(self.shard_of(key));
+        if shard.epoch != epoch || shard.map.contains_key(key) {
+            return false;
+        }
+        shard.map.insert(Arc::from(key), Slot::clean(value, lsn, now));
+        self.cached.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Replays a recovered record as dirty if it is newer than what memory holds.
+    pub(crate) fn recover(&self, key: &str, value: Value, lsn: Lsn, now: u32) {
+        let mut shard = Self::write_lock(self.shard_of(key));
+        if shard.map.get(key).is_none_or(|s| s.lsn < lsn) {
+            let change = shard.put_dirty(key, value, lsn, now);
+            self.account(change);
+        }
+    }
+
+    /// Takes up to `max` dirty records for the flusher, a bounded number per lock.
+    pub(crate) fn take_dirty(&self, max: usize) -> Vec<Dirty> {
+        let mut out = Vec::new();
+        for shard in &*self.shards {
+            if out.len() >= max {
+                break;
+            }
+            if Self::read(shard).dirty.is_empty() {
+                continue;
+            }
+            Self::write_lock(shard).take_dirty(max - out.len(), &mut out);
+        }
+        out
+    }
+
+    /// After the flusher committed `records`: each whose slot still has the flushed LSN
+    /// becomes clean (a flushed tombstone is dropped); the others stay dirty. Records in
+    /// `superseded` (PostgreSQL kept a newer row) are dropped too, so reads load that row.
+    pub(crate) fn mark_flushed(&self, records: &[Dirty], superseded: &[String]) {
+        let superseded: HashSet<&str> = superseded.iter().map(String::as_str).collect();
+        self.for_each_shard_of(records, |shard, r| {
+            let change = shard.mark_flushed(r, superseded.contains(&*r.key));
+            self.account(change);
+        });
+    }
+
+    /// After a failed flush: every record goes back on its dirty list (or is parked).
+    pub(crate) fn restore(&self, records: &[Dirty], park: bool) {
+        self.for_each_shard_of(records, |shard, r| shard.restore(r, park));
+    }
+
+    /// Runs `f` on each record with its shard locked, taking each lock once per run of
+    /// records in the same shard.
+    fn for_each_shard_of(&self, records: &[Dirty], mut f: impl FnMut(&mut Shard, &Dirty)) {
+        for r in records {
+            let mut shard = Self::write_lock(self.shard_of(&r.key));
+            f(&mut shard, r);
+        }
+    }
+
+    /// The lowest LSN the WAL must keep for this table: that of its oldest dirty or
+    /// parked record. Only meaningful while no flush holds records (the flush lock).
+    pub(crate) fn min_dirty_lsn(&self) -> Option<Lsn> {
+        self.shards.iter().filter_map(|s| Self::read(s).min_dirty_lsn()).min()
+    }
+
+    /// Evicts clean records last touched before `cutoff`; returns how many.
+    pub(crate) fn evict_older_than(&self, cutoff: u32) -> usize {
+        let mut evicted = 0;
+        for shard in &*self.shards {
+            evicted += Self::write_lock(shard).evict_older_than(cutoff);
+        }
+        self.cached.fetch_sub(evicted, Ordering::Relaxed);
+        evicted
+    }
+
+    /// Access times of a sample of clean records, to pick an LRU cutoff.
+    pub(crate) fn sample_access_times(&self, per_shard: usize, out: &mut Vec<u32>) {
+        for shard in &*self.shards {
+            Self::read(shard).sample_access_times(per_shard, out);
+        }
+    }
+
+    /// Records in memory (values and tombstones).
+    pub(crate) fn cached(&self) -> usize {
+        self.cached.load(Ordering::Relaxed)
+    }
+
+    /// Dirty records (parked ones included).
+    pub(crate) fn dirty(&self) -> usize {
+        self.dirty.load(Ordering::Relaxed)
+    }
+
+    /// Parked records: rejected by PostgreSQL, kept in memory and the WAL.
+    pub(crate) fn parked(&self) -> usize {
+        self.shards.iter().map(|s| Self::read(s).parked.len()).sum()
+    }
+
+    fn account(&self, change: shard::Change) {
+        apply_delta(&self.cached, change.cached);
+        apply_delta(&self.dirty, change.dirty);
+    }
+}
+
+fn apply_delta(counter: &AtomicUsize, delta: isize) {
+    match delta {
+        0 => {}
+        d if d > 0 => {
+            counter.fetch_add(d.unsigned_abs(), Ordering::Relaxed);
+        }
+        d => {
+            counter.fetch_sub(d.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A coarse clock in tenths of a second since the database opened: reading it is one
+/// atomic load, so touching an entry on every hit costs next to nothing.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    start: std::time::Instant,
+    now: AtomicU32,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self { start: std::time::Instant::now(), now: AtomicU32::new(0) }
+    }
+
+    /// The current tick, as of the last [`Clock::tick`].
+    pub(crate) fn now(&self) -> u32 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// Advances the clock to the real time; called by the background task.
+    pub(crate) fn tick(&self) -> u32 {
+        let t = u32::try_from(self.start.elapsed().as_millis() / 100).unwrap_or(u32::MAX);
+        self.now.fetch_max(t, Ordering::Relaxed);
+        t
+    }
+
+    /// Ticks in a duration.
+    pub(crate) fn ticks(d: std::time::Duration) -> u32 {
+        u32::try_from(d.as_millis() / 100).unwrap_or(u32::MAX)
+    }
+}

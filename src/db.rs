@@ -1,0 +1,442 @@
+//! `MemDb`: the public API — open/close, tables, writes, reads, queries, flush, stats.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use memdb_wal::{Entry, Lsn, Op, Wal};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
+
+use crate::cache::{Clock, Lookup, Value};
+use crate::config::Config;
+use crate::durability::Syncer;
+use crate::error::{Error, Result};
+use crate::json::{Json, Row, merge_patch};
+use crate::schema::Schema;
+use crate::stats::{Counters, Stats};
+use crate::store::Store;
+use crate::tables::{Table, Tables};
+use crate::validate;
+
+/// An embedded write-behind database: JSON records by `(table, key)` in memory, made
+/// durable in a local WAL before each write returns, flushed to PostgreSQL behind.
+///
+/// Cheap to clone; all clones share one database. Call [`MemDb::close`] to flush and
+/// stop; a database that is dropped without it (or a crashed process) loses nothing
+/// acknowledged — the next [`MemDb::open`] replays the WAL into PostgreSQL.
+#[derive(Clone)]
+pub struct MemDb {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub wal: Arc<Wal>,
+    pub store: Store,
+    pub tables: Tables,
+    pub clock: Clock,
+    pub counters: Counters,
+    pub syncer: Option<Syncer>,
+    /// One flush at a time (the WAL watermark depends on it).
+    pub flush_lock: tokio::sync::Mutex<()>,
+    /// Wakes the background task early (thresholds, backpressure, close).
+    pub wake: Arc<Notify>,
+    /// Writers wait while the background task finds the budget exceeded.
+    pub over_budget: AtomicBool,
+    pub closed: AtomicBool,
+    /// When the dirty set was last seen empty (for `oldest_unflushed`).
+    pub last_clean: Mutex<Instant>,
+    pub background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl MemDb {
+    /// Opens the database: connects to PostgreSQL, opens the WAL, replays what
+    /// PostgreSQL has not seen yet, and starts the background flush and eviction.
+    ///
+    /// # Errors
+    /// Configuration, PostgreSQL (unreachable at open), and WAL errors (e.g. corruption,
+    /// or the WAL directory being in use by another process).
+    pub async fn open(config: Config) -> Result<Self> {
+        crate::recovery::open(config).await
+    }
+
+    /// Flushes everything, stops the background tasks, syncs and releases the WAL. Later
+    /// calls on any clone fail with [`Error::Closed`].
+    ///
+    /// # Errors
+    /// A flush or sync error: the records stay in the WAL and are replayed next open.
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.wake.notify_one();
+        let task = self.inner.background.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        let flushed = self.inner.flush_all(None).await;
+        let wal = Arc::clone(&self.inner.wal);
+        // Syncs and releases the WAL directory, so the database can be opened again.
+        let synced = tokio::task::spawn_blocking(move || wal.close()).await.map_err(|_| Error::Closed)?;
+        tracing::info!(?flushed, "memdb closed");
+        flushed?;
+        synced?;
+        Ok(())
+    }
+
+    /// Creates a table (or replaces its schema hints). `schema` maps field names to
+    /// types (`string`, `number`, `integer`, `boolean`, `timestamp`, `object`, `array`);
+    /// declared fields are checked on every write, undeclared ones pass. The schema is
+    /// stored in PostgreSQL and survives restarts.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTableName`], [`Error::InvalidSchema`], WAL errors. If PostgreSQL
+    /// is down the table is created there by the next flush.
+    pub async fn create_table(&self, name: &str, schema: &serde_json::Value) -> Result<()> {
+        self.check_open()?;
+        validate::table_name(name)?;
+        let parsed = Schema::from_json(name, schema)?;
+        let json = parsed.to_json().to_string();
+        let inner = &self.inner;
+        let (table, _) = inner.tables.get_or_insert(name, Schema::default(), false);
+        let lsn = {
+            // Under the flush lock, so no WAL truncation runs between the append and
+            // the table noting that PostgreSQL has not seen this record yet.
+            let _no_flush = inner.flush_lock.lock().await;
+            let lsn = inner.wal.append_nowait(&Entry { op: Op::CreateTable, table: name, key: "", value: json.as_bytes() })?;
+            table.set_schema(parsed, lsn);
+            lsn
+        };
+        inner.wait_durable(lsn).await?;
+        if let Err(e) = inner.ensure_pg_table(&table).await {
+            tracing::warn!(table = name, error = %e, "table not yet created in PostgreSQL; the next flush retries");
+        }
+        Ok(())
+    }
+
+    /// Sets the whole record `key` of `table` to `value` (a JSON object). A table that
+    /// does not exist yet is created with an empty schema, as in the original.
+    ///
+    /// # Errors
+    /// Validation errors (nothing written), [`Error::Backpressure`], WAL errors.
+    pub async fn insert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
+        self.upsert(table, key, value).await
+    }
+
+    /// The same as [`MemDb::insert`]: both set the whole record, as in the original.
+    ///
+    /// # Errors
+    /// As [`MemDb::insert`].
+    pub async fn upsert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
+        self.check_open()?;
+        let json = serde_json::to_string(value)
+            .map_err(|e| Error::InvalidValue { table: table.into(), key: key.into(), reason: e.to_string() })?;
+        let t = self.inner.table_for_write(table).await?;
+        validate::key(key)?;
+        validate::value(table, key, json.as_bytes(), self.inner.config.max_record_bytes)?;
+        t.schema().check(table, key, json.as_bytes())?;
+        self.inner.backpressure().await?;
+        let value: Arc<str> = Arc::from(json);
+        let inner = &self.inner;
+        let lsn = t.cache.write(key, Some(Arc::clone(&value)), inner.clock.now(), || {
+            inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: value.as_bytes() })
+        })?;
+        inner.counters.inserts.incr();
+        inner.after_write(&t, lsn).await
+    }
+
+    /// Applies an RFC 7396 merge patch to the record (loading it from PostgreSQL if it
+    /// is not in memory; a missing record is patched from `{}`) and returns the result.
+    ///
+    /// # Errors
+    /// As [`MemDb::insert`], and PostgreSQL errors while loading.
+    pub async fn patch(&self, table: &str, key: &str, patch: &serde_json::Value) -> Result<Json> {
+        self.check_open()?;
+        let t = self.inner.table_for_write(table).await?;
+        validate::key(key)?;
+        self.inner.backpressure().await?;
+        let inner = &self.inner;
+        loop {
+            let base = match t.cache.peek(key) {
+                Some(_) => None,
+                None => Some(inner.load_from_pg(&t, key).await?),
+            };
+            let update = |current: &Value| -> Result<Value> {
+                let mut doc = current.as_deref().map_or_else(|| serde_json::json!({}), |v| serde_json::from_str(v).unwrap_or_default());
+                merge_patch(&mut doc, patch);
+                let json = doc.to_string();
+                validate::value(table, key, json.as_bytes(), inner.config.max_record_bytes)?;
+                t.schema().check(table, key, json.as_bytes())?;
+                Ok(Some(Arc::from(json)))
+            };
+            let append = |value: &Value| {
+                let bytes = value.as_deref().map_or(&b""[..], str::as_bytes);
+                inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: bytes }).map_err(Error::from)
+            };
+            match t.cache.update(key, inner.clock.now(), base, update, append) {
+                Ok((lsn, value)) => {
+                    inner.counters.inserts.incr();
+                    inner.after_write(&t, lsn).await?;
+                    return Ok(Json(value.unwrap_or_else(|| Arc::from("{}"))));
+                }
+                Err(crate::cache::Update::Raced) => continue,
+                Err(crate::cache::Update::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Deletes the record. It stays deleted (a tombstone in memory) until the flush
+    /// removes it from PostgreSQL, so it never reads back.
+    ///
+    /// # Errors
+    /// Validation, backpressure and WAL errors.
+    pub async fn delete(&self, table: &str, key: &str) -> Result<()> {
+        self.check_open()?;
+        validate::table_name(table)?;
+        validate::key(key)?;
+        let Some(t) = self.inner.tables.get(table) else { return Ok(()) };
+        self.inner.backpressure().await?;
+        let inner = &self.inner;
+        let lsn = t.cache.write(key, None, inner.clock.now(), || {
+            inner.wal.append_nowait(&Entry { op: Op::Delete, table, key, value: b"" })
+        })?;
+        inner.counters.deletes.incr();
+        inner.after_write(&t, lsn).await
+    }
+
+    /// Reads a record: from memory on a hit (no copy), from PostgreSQL on a miss, then
+    /// cached as clean.
+    ///
+    /// # Errors
+    /// Validation errors and PostgreSQL errors on a miss.
+    pub async fn get(&self, table: &str, key: &str) -> Result<Option<Json>> {
+        self.check_open()?;
+        let Some(t) = self.inner.tables.get(table) else {
+            validate::table_name(table)?;
+            return Ok(None);
+        };
+        let inner = &self.inner;
+        match t.cache.get(key, inner.clock.now()) {
+            Lookup::Hit(value) => {
+                inner.counters.cache_hits.incr();
+                Ok(value.map(Json))
+            }
+            Lookup::Miss { epoch } => {
+                inner.counters.cache_misses.incr();
+                validate::key(key)?;
+                inner.ensure_pg_table(&t).await?;
+                let Some((json, lsn)) = inner.store.get(table, key).await? else { return Ok(None) };
+                let value: Arc<str> = Arc::from(json);
+                t.cache.load(key, Some(Arc::clone(&value)), lsn, epoch, inner.clock.now());
+                Ok(Some(Json(value)))
+            }
+        }
+    }
+
+    /// Reads the latest acknowledged value without adding it to the cache (the
+    /// original's `use_cache=False`): memory if it holds the record, else PostgreSQL.
+    ///
+    /// # Errors
+    /// As [`MemDb::get`].
+    pub async fn get_uncached(&self, table: &str, key: &str) -> Result<Option<Json>> {
+        self.check_open()?;
+        let Some(t) = self.inner.tables.get(table) else {
+            validate::table_name(table)?;
+            return Ok(None);
+        };
+        if let Some((value, _)) = t.cache.peek(key) {
+            return Ok(value.map(Json));
+        }
+        validate::key(key)?;
+        self.inner.ensure_pg_table(&t).await?;
+        Ok(self.inner.store.get(table, key).await?.map(|(json, _)| Json(Arc::from(json))))
+    }
+
+    /// Reads a record and deserialises it into `T`.
+    ///
+    /// # Errors
+    /// As [`MemDb::get`], and [`Error::Deserialize`].
+    pub async fn get_as<T: DeserializeOwned>(&self, table: &str, key: &str) -> Result<Option<T>> {
+        let Some(json) = self.get(table, key).await? else { return Ok(None) };
+        json.deserialize()
+            .map(Some)
+            .map_err(|source| Error::Deserialize { table: table.into(), key: key.into(), lsn: 0, source })
+    }
+
+    /// Rows of `table` matching `where_sql`, ordered by key, at most `limit`. It sees
+    /// every write acknowledged before the call (the table is flushed first).
+    ///
+    /// `where_sql` is **trusted SQL**, spliced into the statement as written (as in the
+    /// original): never build it from user input — use [`MemDb::query_params`].
+    /// Records are in the `data` JSONB column, e.g. `data->>'status' = 'active'`.
+    ///
+    /// # Errors
+    /// PostgreSQL errors (including bad SQL) and flush errors.
+    pub async fn query(&self, table: &str, where_sql: &str, limit: usize) -> Result<Vec<Row>> {
+        self.query_params(table, where_sql, &[], limit).await
+    }
+
+    /// [`MemDb::query`] with `$1`, `$2`, … in `where_sql` bound to `params`.
+    ///
+    /// # Errors
+    /// As [`MemDb::query`].
+    pub async fn query_params(
+        &self,
+        table: &str,
+        where_sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        self.check_open()?;
+        validate::table_name(table)?;
+        let Some(t) = self.inner.tables.get(table) else { return Ok(Vec::new()) };
+        if t.cache.dirty() > 0 || !t.pg_ready() {
+            self.inner.flush_all(Some(&t)).await?;
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.inner.store.query(table, where_sql, params, limit).await?;
+        Ok(rows.into_iter().map(|(key, data)| Row { key, data: Json(Arc::from(data)) }).collect())
+    }
+
+    /// Flushes the dirty records of one table, or of all, to PostgreSQL now. Returns the
+    /// number of records written.
+    ///
+    /// # Errors
+    /// PostgreSQL errors; the records stay dirty and are retried.
+    pub async fn flush(&self, table: Option<&str>) -> Result<usize> {
+        self.check_open()?;
+        let only = match table {
+            Some(name) => {
+                validate::table_name(name)?;
+                match self.inner.tables.get(name) {
+                    Some(t) => Some(t),
+                    None => return Ok(0),
+                }
+            }
+            None => None,
+        };
+        self.inner.flush_all(only.as_ref()).await
+    }
+
+    /// Evicts clean records idle for longer than the idle TTL; returns how many.
+    #[must_use]
+    pub fn evict_idle(&self) -> usize {
+        self.inner.evict_idle()
+    }
+
+    /// Counters and sizes.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
+    }
+}
+
+impl Inner {
+    /// The table for a write, created (empty schema) if it does not exist.
+    pub(crate) async fn table_for_write(&self, name: &str) -> Result<Arc<Table>> {
+        if let Some(t) = self.tables.get(name) {
+            return Ok(t);
+        }
+        validate::table_name(name)?;
+        let (table, created) = self.tables.get_or_insert(name, Schema::default(), false);
+        if created {
+            let schema = Schema::default().to_json().to_string();
+            let lsn = {
+                let _no_flush = self.flush_lock.lock().await; // see `MemDb::create_table`
+                let lsn = self.wal.append_nowait(&Entry { op: Op::CreateTable, table: name, key: "", value: schema.as_bytes() })?;
+                table.set_schema(Schema::default(), lsn);
+                lsn
+            };
+            self.wait_durable(lsn).await?;
+            if let Err(e) = self.ensure_pg_table(&table).await {
+                tracing::warn!(table = name, error = %e, "table not yet created in PostgreSQL; the next flush retries");
+            }
+        }
+        Ok(table)
+    }
+
+    /// After a write: wait for durability in `Sync` mode; nudge the flusher when the
+    /// written table alone passes the dirty threshold (the background task checks the
+    /// total on every tick).
+    pub(crate) async fn after_write(&self, table: &Table, lsn: Lsn) -> Result<()> {
+        self.wait_durable(lsn).await?;
+        if table.cache.dirty() >= self.config.flush_dirty_threshold {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        match &self.syncer {
+            Some(syncer) => syncer.wait(lsn).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Loads a record from PostgreSQL for a read-modify-write: its value (a tombstone
+    /// when absent) and the shard epoch of the lookup that missed.
+    async fn load_from_pg(&self, t: &Table, key: &str) -> Result<(Value, u64)> {
+        let epoch = match t.cache.get(key, self.clock.now()) {
+            Lookup::Miss { epoch } => epoch,
+            Lookup::Hit(v) => return Ok((v, u64::MAX)),
+        };
+        self.counters.cache_misses.incr();
+        self.ensure_pg_table(t).await?;
+        let row = self.store.get(&t.name, key).await?;
+        Ok((row.map(|(json, _)| Arc::from(json)), epoch))
+    }
+
+    /// Makes writers wait while over the dirty/WAL budget, then fail.
+    pub(crate) async fn backpressure(&self) -> Result<()> {
+        if !self.over_budget.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let start = Instant::now();
+        while self.over_budget.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+            if start.elapsed() >= self.config.backpressure_timeout {
+                return Err(Error::Backpressure {
+                    dirty: self.tables.dirty(),
+                    wal_bytes: self.wal.stats().bytes,
+                    waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let tables = self.tables.all();
+        let wal = self.wal.stats();
+        let dirty: usize = tables.iter().map(|t| t.cache.dirty()).sum();
+        let oldest = if dirty == 0 { Default::default() } else { self.last_clean.lock().unwrap_or_else(PoisonError::into_inner).elapsed() };
+        let c = &self.counters;
+        Stats {
+            cache_hits: c.cache_hits.get(),
+            cache_misses: c.cache_misses.get(),
+            inserts: c.inserts.get(),
+            deletes: c.deletes.get(),
+            flushes: c.flushes.get(),
+            flushed_records: c.flushed_records.get(),
+            flush_failures: c.flush_failures.get(),
+            evictions: c.evictions.get(),
+            cached_records: tables.iter().map(|t| t.cache.cached()).sum(),
+            dirty_records: dirty,
+            parked_records: tables.iter().map(|t| t.cache.parked()).sum(),
+            tables: tables.len(),
+            wal_bytes: wal.bytes,
+            wal_segments: wal.segments,
+            oldest_unflushed: oldest,
+            postgres_up: self.store.is_up(),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The flush path: dirty records to PostgreSQL in batches, then WAL truncation; and
+//! eviction of idle clean records.
+//!
+//! ⚑ A flush holds no map lock across I/O: it takes a batch of dirty records (a short
+//! lock per shard), writes it with one statement, then marks each record clean only if
+//! its LSN is still the one written. One flush runs at a time (`flush_lock`), which is
+//! what makes the WAL watermark sound.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use crate::cache::{Clock, Dirty};
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::store::Write;
+use crate::tables::Table;
+
+impl Inner {
+    /// Flushes one table or all, then truncates the WAL below the watermark.
+    pub(crate) async fn flush_all(&self, only: Option<&Arc<Table>>) -> Result<usize> {
+        let _flushing = self.flush_lock.lock().await;
+        let tables = only.map_or_else(|| self.tables.all(), |t| vec![Arc::clone(t)]);
+        let mut flushed = 0;
+        let mut outcome = Ok(());
+        for table in &tables {
+            match self.flush_table(table).await {
+                Ok(n) => flushed += n,
+                Err(e) => {
+                    self.counters.flush_failures.incr();
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if flushed > 0 {
+            self.counters.flushes.incr();
+            self.counters.flushed_records.add(flushed as u64);
+            // Records given back by a failed batch are dirty again, so the watermark
+            // holds them: truncating after a partial flush is safe.
+            self.truncate_wal().await?;
+        }
+        if self.tables.dirty() == 0 {
+            *self.last_clean.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+        tracing::debug!(flushed, ok = outcome.is_ok(), "flush");
+        outcome.map(|()| flushed)
+    }
+
+    /// Writes a table's dirty records, at most as many as were dirty when it started (so
+    /// a steady stream of writes cannot keep one flush going forever).
+    async fn flush_table(&self, table: &Table) -> Result<usize> {
+        self.ensure_pg_table(table).await?;
+        let mut budget = table.cache.dirty();
+        let mut written = 0;
+        while budget > 0 {
+            let batch = table.cache.take_dirty(self.config.flush_batch_rows.min(budget));
+            if batch.is_empty() {
+                break;
+            }
+            budget = budget.saturating_sub(batch.len());
+            match self.store.write_batch(&table.name, &writes(&batch)).await {
+                Ok(superseded) => {
+                    table.cache.mark_flushed(&batch, &superseded);
+                    written += batch.len();
+                }
+                Err(e) if e.is_rejection() => {
+                    tracing::warn!(table = %table.name, error = %e, "PostgreSQL rejected a batch; retrying its records one by one");
+                    written += self.write_one_by_one(table, &batch).await?;
+                }
+                Err(e) => {
+                    table.cache.restore(&batch, false);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Retries a rejected batch record by record; a record rejected alone is parked:
+    /// kept dirty in memory and in the WAL, skipped by flushes until its next write.
+    async fn write_one_by_one(&self, table: &Table, batch: &[Dirty]) -> Result<usize> {
+        let mut written = 0;
+        for (i, record) in batch.iter().enumerate() {
+            let one = std::slice::from_ref(record);
+            match self.store.write_batch(&table.name, &writes(one)).await {
+                Ok(superseded) => {
+                    table.cache.mark_flushed(one, &superseded);
+                    written += 1;
+                }
+                Err(e) if e.is_rejection() => {
+                    tracing::error!(table = %table.name, key = %record.key, lsn = record.lsn, error = %e,
+                        "PostgreSQL rejects this record: parked (kept in memory and the WAL) until its next write");
+                    table.cache.restore(one, true);
+                }
+                Err(e) => {
+                    table.cache.restore(batch.get(i..).unwrap_or_default(), false);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Creates the table in PostgreSQL if it is not there yet.
+    pub(crate) async fn ensure_pg_table(&self, table: &Table) -> Result<()> {
+        if table.pg_ready() {
+            return Ok(());
+        }
+        let pending = table.pending_create().unwrap_or(0);
+        self.store.create_table(&table.name, &table.schema().to_json()).await?;
+        table.mark_pg_ready(pending);
+        Ok(())
+    }
+
+    /// Removes WAL segments below the watermark: every record at or below it is in
+    /// PostgreSQL or superseded by a newer record still in the WAL.
+    async fn truncate_wal(&self) -> Result<()> {
+        // Read before the scan: every LSN below it is already applied to the map, so
+        // the scan sees it if it is dirty; later writes are above it.
+        let next = self.wal.next_lsn();
+        let floor = self.tables.all().iter().filter_map(|t| t.wal_floor()).min().map_or(next, |f| f.min(next));
+        let wal = Arc::clone(&self.wal);
+        let removed = tokio::task::spawn_blocking(move || wal.truncate_through(floor - 1))
+            .await
+            .map_err(|_| Error::Closed)??;
+        tracing::debug!(watermark = floor - 1, removed, "WAL truncated");
+        Ok(())
+    }
+
+    /// Evicts clean records idle longer than the idle TTL.
+    pub(crate) fn evict_idle(&self) -> usize {
+        let cutoff = self.clock.now().saturating_sub(Clock::ticks(self.config.idle_ttl));
+        self.evict_older_than(cutoff)
+    }
+
+    /// Above `max_cached_records`, evicts the least recently used clean records
+    /// (approximately: by a cutoff drawn from a sample of access times).
+    pub(crate) fn evict_over_capacity(&self) -> usize {
+        let Some(max) = self.config.max_cached_records else { return 0 };
+        let tables = self.tables.all();
+        let cached: usize = tables.iter().map(|t| t.cache.cached()).sum();
+        if cached <= max {
+            return 0;
+        }
+        let mut sample = Vec::new();
+        for t in &tables {
+            t.cache.sample_access_times(8, &mut sample);
+        }
+        sample.sort_unstable();
+        // Aim 10% under the cap so eviction does not run on every tick.
+        let excess = cached - max * 9 / 10;
+        let index = (sample.len() * excess / cached).min(sample.len().saturating_sub(1));
+        let Some(&cutoff) = sample.get(index) else { return 0 };
+        self.evict_older_than(cutoff.saturating_add(1))
+    }
+
+    fn evict_older_than(&self, cutoff: u32) -> usize {
+        let evicted: usize = self.tables.all().iter().map(|t| t.cache.evict_older_than(cutoff)).sum();
+        self.counters.evictions.add(evicted as u64);
+        evicted
+    }
+}
+
+fn writes(batch: &[Dirty]) -> Vec<Write<'_>> {
+    batch.iter().map(|d| Write { key: &d.key, json: d.value.as_deref(), lsn: d.lsn }).collect()
+}

@@ -1,0 +1,108 @@
+//! Opening: PostgreSQL's catalogue, the WAL, and the replay of every record the WAL
+//! still holds into memory as dirty — then one flush makes PostgreSQL whole again.
+//!
+//! Replay is idempotent: records PostgreSQL already has are rewritten under the LSN
+//! guard, which changes nothing; a crash during recovery just recovers again.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use memdb_wal::{Op, Wal};
+use tokio::sync::Notify;
+
+use crate::cache::Clock;
+use crate::config::Config;
+use crate::db::{Inner, MemDb};
+use crate::durability::Syncer;
+use crate::error::{Error, Result};
+use crate::schema::Schema;
+use crate::stats::Counters;
+use crate::store::Store;
+use crate::tables::Tables;
+use crate::validate;
+
+/// Room in a WAL record for the key and encoding beside the largest value.
+const RECORD_OVERHEAD: usize = 64 << 10;
+
+pub(crate) async fn open(config: Config) -> Result<MemDb> {
+    config.validate()?;
+    let started = Instant::now();
+    let store = Store::new(&config.pg_dsn, config.max_connections, config.pg_timeout)?;
+    store.ensure_catalogue().await?;
+    let tables = Tables::default();
+    let mut names = Vec::new();
+    for (name, schema) in store.load_tables().await? {
+        if validate::table_name(&name).is_ok() {
+            tables.get_or_insert(&name, Schema::from_json(&name, &schema)?, true);
+            names.push(name);
+        }
+    }
+    // LSNs must stay above every row's, even if the WAL directory was lost.
+    let max_stored = store.max_lsn(&names).await?;
+    let opts = memdb_wal::Options {
+        durability: config.durability,
+        segment_size: config.wal_segment_bytes,
+        max_record_size: config.max_record_bytes + RECORD_OVERHEAD,
+        min_next_lsn: max_stored + 1,
+        ..memdb_wal::Options::default()
+    };
+    let dir = config.wal_dir.clone();
+    let wal = tokio::task::spawn_blocking(move || Wal::open(dir, opts)).await.map_err(|_| Error::Closed)??;
+    let wal = Arc::new(wal);
+    let syncer = match config.durability {
+        memdb_wal::Durability::Sync => Some(Syncer::start(Arc::clone(&wal))?),
+        memdb_wal::Durability::Periodic(_) => None,
+    };
+    let wake = Arc::new(Notify::new());
+    let inner = Arc::new(Inner {
+        config,
+        wal,
+        store,
+        tables,
+        clock: Clock::new(),
+        counters: Counters::default(),
+        syncer,
+        flush_lock: tokio::sync::Mutex::new(()),
+        wake: Arc::clone(&wake),
+        over_budget: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        last_clean: Mutex::new(Instant::now()),
+        background: Mutex::new(None),
+    });
+    let replay = Arc::clone(&inner);
+    let replayed = tokio::task::spawn_blocking(move || replay_wal(&replay)).await.map_err(|_| Error::Closed)??;
+    let flushed = inner.flush_all(None).await;
+    if let Err(e) = &flushed {
+        tracing::warn!(error = %e, "recovery flush failed; the background task retries");
+    }
+    tracing::info!(replayed, flushed = ?flushed.ok(), elapsed = ?started.elapsed(), "memdb opened");
+    let task = crate::background::spawn(&inner, wake);
+    *inner.background.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+    Ok(MemDb { inner })
+}
+
+/// Loads every record of the WAL into memory as dirty (highest LSN wins per key).
+fn replay_wal(inner: &Inner) -> Result<u64> {
+    let now = inner.clock.now();
+    let mut count = 0;
+    for record in inner.wal.replay(1) {
+        let record = record?;
+        count += 1;
+        let invalid = |reason: &str| Error::InvalidValue { table: record.table.clone(), key: record.key.clone(), reason: reason.into() };
+        let text = std::str::from_utf8(&record.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
+        match record.op {
+            Op::CreateTable => {
+                let schema = Schema::from_json(&record.table, &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?)?;
+                let (table, _) = inner.tables.get_or_insert(&record.table, Schema::default(), false);
+                table.set_schema(schema, record.lsn);
+            }
+            Op::Put | Op::Delete => {
+                let (table, _) = inner.tables.get_or_insert(&record.table, Schema::default(), false);
+                let value = (record.op == Op::Put).then(|| Arc::from(text));
+                table.cache.recover(&record.key, value, record.lsn, now);
+            }
+        }
+    }
+    Ok(count)
+}

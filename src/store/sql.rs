@@ -1,0 +1,70 @@
+//! The SQL memdb sends, in one place. Table names here have passed validation.
+
+use crate::validate::{INDEX_SUFFIX, TABLE_PREFIX};
+
+/// The catalogue of logical tables and their schemas (survives restarts).
+pub(super) const CATALOGUE: &str = "CREATE TABLE IF NOT EXISTS memdb_tables (
+    name TEXT PRIMARY KEY,
+    schema JSONB NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)";
+
+pub(super) const LOAD_TABLES: &str = "SELECT name, schema::text FROM memdb_tables ORDER BY name";
+
+pub(super) const UPSERT_CATALOGUE: &str = "INSERT INTO memdb_tables (name, schema) VALUES ($1, $2::text::jsonb)
+    ON CONFLICT (name) DO UPDATE SET schema = EXCLUDED.schema, updated_at = now()";
+
+fn table(name: &str) -> String {
+    format!("{TABLE_PREFIX}{name}")
+}
+
+pub(super) fn create_table(name: &str) -> String {
+    let t = table(name);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {t} (
+            key TEXT PRIMARY KEY,
+            data JSONB NOT NULL,
+            lsn BIGINT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS {t}{INDEX_SUFFIX} ON {t} USING GIN (data);"
+    )
+}
+
+pub(super) fn max_lsn(name: &str) -> String {
+    format!("SELECT max(lsn) FROM {}", table(name))
+}
+
+/// Puts ($1 keys, $2 JSON texts, $3 LSNs) and deletes ($4 keys, $5 LSNs), LSN-guarded.
+/// Returns the keys of the puts the guard skipped because PostgreSQL holds a newer row
+/// (read from the statement's snapshot, which the CTEs' changes do not touch).
+pub(super) fn write_batch(name: &str) -> String {
+    let t = table(name);
+    format!(
+        "WITH put AS (
+            INSERT INTO {t} AS t (key, data, lsn)
+            SELECT k, d::jsonb, l FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(k, d, l)
+            ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, lsn = EXCLUDED.lsn, updated_at = now()
+            WHERE t.lsn < EXCLUDED.lsn
+            RETURNING 1
+        ), del AS (
+            DELETE FROM {t} AS t USING unnest($4::text[], $5::int8[]) AS d(k, l)
+            WHERE t.key = d.k AND t.lsn < d.l
+            RETURNING 1
+        )
+        SELECT t.key FROM {t} AS t JOIN unnest($1::text[], $3::int8[]) AS u(k, l) ON t.key = u.k
+        WHERE t.lsn > u.l"
+    )
+}
+
+pub(super) fn get(name: &str) -> String {
+    format!("SELECT data::text, lsn FROM {} WHERE key = $1", table(name))
+}
+
+/// `where_sql` is trusted SQL by design (as in the original); `limit` is parameter `$limit_param`.
+pub(super) fn query(name: &str, where_sql: &str, limit_param: usize) -> String {
+    let t = table(name);
+    let condition = if where_sql.trim().is_empty() { "TRUE".to_owned() } else { format!("({where_sql})") };
+    format!("SELECT key, data::text FROM {t} WHERE {condition} ORDER BY key LIMIT ${limit_param}")
+}

@@ -1,0 +1,62 @@
+//! Shared set-up of the engine's integration tests: a fresh database on the private
+//! PostgreSQL (or `PG_DSN`), a WAL in a temp dir, and a direct client to check PostgreSQL.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::time::Duration;
+
+use memdb::{Config, MemDb};
+
+/// A test database: the engine, its WAL directory, and its DSN.
+pub struct TestDb {
+    pub db: MemDb,
+    pub dir: tempfile::TempDir,
+    pub dsn: String,
+}
+
+/// A config for tests: a fresh PostgreSQL database, a temp WAL dir, no automatic flush
+/// (tests flush when they mean to) unless `tweak` says otherwise.
+pub async fn config(tweak: impl FnOnce(&mut Config)) -> (Config, tempfile::TempDir, String) {
+    let dsn = memdb::postgres::test_dsn().await.expect("a PostgreSQL for tests (PG_DSN or the private cluster)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dsn.clone(), dir.path().join("wal"));
+    config.flush_interval = Duration::from_secs(3600);
+    config.wal_segment_bytes = 1 << 20;
+    tweak(&mut config);
+    (config, dir, dsn)
+}
+
+pub async fn open(tweak: impl FnOnce(&mut Config)) -> TestDb {
+    let (config, dir, dsn) = config(tweak).await;
+    let db = MemDb::open(config).await.expect("open");
+    TestDb { db, dir, dsn }
+}
+
+/// A plain client on the test database, to look at PostgreSQL directly.
+pub async fn pg(dsn: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+/// The rows of a memdb table in PostgreSQL: (key, data as JSON, lsn), ordered by key.
+pub async fn pg_rows(dsn: &str, table: &str) -> Vec<(String, serde_json::Value, i64)> {
+    let client = pg(dsn).await;
+    let sql = format!("SELECT key, data::text, lsn FROM memdb_{table} ORDER BY key");
+    client
+        .query(&sql, &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| (r.get(0), serde_json::from_str(r.get::<_, &str>(1)).expect("json"), r.get(2)))
+        .collect()
+}
+
+/// Waits (bounded) until `condition` holds, checking every few milliseconds.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
