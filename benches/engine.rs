@@ -204,10 +204,14 @@ fn summary(line: String) {
 
 /// A row of the closing table: measure, memdb, baseline, ratio, goal, verdict.
 fn row(measure: &str, memdb: String, baseline: String, ratio: String, goal: &str, verdict: &str) {
-    TABLE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push([measure.into(), memdb, baseline, ratio, goal.into(), verdict.into()]);
+    TABLE.lock().unwrap_or_else(PoisonError::into_inner).push([
+        measure.into(),
+        memdb,
+        baseline,
+        ratio,
+        goal.into(),
+        verdict.into(),
+    ]);
 }
 
 /// `--test` (or no `--bench`, as under `cargo test --benches`): each case runs once, small.
@@ -259,7 +263,10 @@ fn median(values: &mut [f64]) -> f64 {
 fn sched() -> Cpu {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
-    Cpu { on: Duration::from_nanos(fields.next().unwrap_or(0)), waiting: Duration::from_nanos(fields.next().unwrap_or(0)) }
+    Cpu {
+        on: Duration::from_nanos(fields.next().unwrap_or(0)),
+        waiting: Duration::from_nanos(fields.next().unwrap_or(0)),
+    }
 }
 
 /// On-CPU and waiting-for-a-CPU time of a thread (or summed over threads).
@@ -320,7 +327,8 @@ impl Samples {
 
     /// Share of the threads' wall time spent waiting for a CPU (the neighbours' load).
     fn waiting(&self, threads: u64) -> f64 {
-        let (wall, waiting) = self.measured().iter().fold((Duration::ZERO, Duration::ZERO), |(w, c), s| (w + s.1, c + s.2.waiting));
+        let (wall, waiting) =
+            self.measured().iter().fold((Duration::ZERO, Duration::ZERO), |(w, c), s| (w + s.1, c + s.2.waiting));
         100.0 * waiting.as_secs_f64() / (wall.as_secs_f64() * threads as f64).max(f64::MIN_POSITIVE)
     }
 }
@@ -473,7 +481,8 @@ impl BareMap {
 // Set-up.
 
 fn bench_root() -> PathBuf {
-    let root = std::env::var_os("MEMDB_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    let root =
+        std::env::var_os("MEMDB_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
     std::fs::create_dir_all(&root).expect("create the bench directory");
     root
 }
@@ -543,7 +552,12 @@ async fn count_rows(client: &Client, table: &str) -> i64 {
 
 /// Runs `run(state, thread, count)` on `threads` threads that start together after
 /// `setup()`, splitting `iters` among them; returns first start to last finish.
-fn concurrently<S>(threads: u64, iters: u64, setup: impl Fn() -> S + Sync, run: impl Fn(&mut S, u64, u64) + Sync) -> (Duration, Cpu) {
+fn concurrently<S>(
+    threads: u64,
+    iters: u64,
+    setup: impl Fn() -> S + Sync,
+    run: impl Fn(&mut S, u64, u64) + Sync,
+) -> (Duration, Cpu) {
     let barrier = Barrier::new(usize::try_from(threads).unwrap_or(1));
     let spans: Vec<(Instant, Instant, Cpu)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -583,7 +597,11 @@ fn inserts(c: &mut Criterion, dsn: &str) {
 
     let mut group = c.benchmark_group("insert");
     group.throughput(Throughput::Elements(1));
-    group.sampling_mode(SamplingMode::Flat).sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
 
     // memdb, new keys, a typed struct serialised by the engine: the headline.
     let mut struct_new = Samples::default();
@@ -709,7 +727,15 @@ fn inserts(c: &mut Criterion, dsn: &str) {
     // CPU time per op, not wall time: the parts and the whole ran at different moments
     // of a shared machine, so only CPU time adds up.
     let parts_ns = serialise.cpu_ns() + wal_append.cpu_ns() + map_insert.cpu_ns();
-    let line = |s: &Samples| format!("{} ops/s ({:.0} ns wall, {:.0} ns CPU, {:.0}% waiting for a CPU)", fmt_rate(s.rate()), s.ns(), s.cpu_ns(), s.waiting(1));
+    let line = |s: &Samples| {
+        format!(
+            "{} ops/s ({:.0} ns wall, {:.0} ns CPU, {:.0}% waiting for a CPU)",
+            fmt_rate(s.rate()),
+            s.ns(),
+            s.cpu_ns(),
+            s.waiting(1)
+        )
+    };
     summary(format!(
         "insert (1 task, current-thread runtime, fresh database per sample): new keys with a typed struct {}; with raw JSON {}; overwrites {}; \
          parts alone: serde_json::to_string {}, WAL append_nowait {}, bare map insert {}; CPU per insert {:.0} ns against {parts_ns:.0} ns for the parts: the engine adds {:.0} ns",
@@ -750,7 +776,12 @@ fn inserts(c: &mut Criterion, dsn: &str) {
     row(
         "1 insert CPU vs its parts alone",
         format!("{:.0} ns CPU", struct_new.cpu_ns()),
-        format!("{parts_ns:.0} ns (serde {:.0} + WAL {:.0} + map {:.0})", serialise.cpu_ns(), wal_append.cpu_ns(), map_insert.cpu_ns()),
+        format!(
+            "{parts_ns:.0} ns (serde {:.0} + WAL {:.0} + map {:.0})",
+            serialise.cpu_ns(),
+            wal_append.cpu_ns(),
+            map_insert.cpu_ns()
+        ),
         format!("{:.2}x", struct_new.cpu_ns() / parts_ns.max(f64::MIN_POSITIVE)),
         "(diagnostic)",
         "",
@@ -778,7 +809,11 @@ fn memory(dsn: &str) -> Loaded {
         bench.db.create_table(&table, &serde_json::json!({})).await.expect("create table");
         // Memory does not depend on PostgreSQL's index, and without it the flush that
         // makes the records clean takes seconds rather than minutes.
-        connect(dsn).await.batch_execute(&format!("DROP INDEX memdb_{table}_data_gin")).await.expect("drop the GIN index");
+        connect(dsn)
+            .await
+            .batch_execute(&format!("DROP INDEX memdb_{table}_data_gin"))
+            .await
+            .expect("drop the GIN index");
     });
     let keys = Keys::sequential(n);
     let values: Vec<String> = (0..n).map(Call::json).collect();
@@ -860,7 +895,11 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
 
     let mut group = c.benchmark_group("get");
     group.throughput(Throughput::Elements(1));
-    group.sampling_mode(SamplingMode::Flat).sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     let mut results: Vec<(String, u64, Samples, Samples)> = Vec::new();
     for (case, keys) in [("hot_1k", &hot), (if *n >= LOADED_RECORDS { "uniform_1M" } else { "uniform" }, &uniform)] {
         for threads in [1u64, 2] {
@@ -1000,7 +1039,13 @@ async fn staged_copy(client: &mut Client, table: &str, rows: &Rows) -> Result<()
         writer.as_mut().write(&[&rows.keys[i].as_str(), &rows.json[i].as_str(), &lsn]).await?;
     }
     writer.finish().await?;
-    tx.execute(&format!("INSERT INTO {table} AS t (key, data, lsn) SELECT key, data::jsonb, lsn FROM bench_stage {UPSERT_TAIL}"), &[]).await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {table} AS t (key, data, lsn) SELECT key, data::jsonb, lsn FROM bench_stage {UPSERT_TAIL}"
+        ),
+        &[],
+    )
+    .await?;
     tx.commit().await
 }
 
@@ -1083,9 +1128,14 @@ fn flushes(dsn: &str) {
     });
     let all: Vec<String> = rates.iter().map(|r| r.iter().map(|x| fmt_rate(*x)).collect::<Vec<_>>().join("/")).collect();
     let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
-    let (best, best_rate) = (1..writers.len()).map(|w| (w, medians[w])).max_by(|a, b| a.1.total_cmp(&b.1)).expect("baselines");
+    let (best, best_rate) =
+        (1..writers.len()).map(|w| (w, medians[w])).max_by(|a, b| a.1.total_cmp(&b.1)).expect("baselines");
     let ratio = medians[0] / best_rate.max(f64::MIN_POSITIVE);
-    let detail: Vec<String> = writers.iter().enumerate().map(|(w, x)| format!("{} {} rows/s (rounds {})", x.name(), fmt_rate(medians[w]), all[w])).collect();
+    let detail: Vec<String> = writers
+        .iter()
+        .enumerate()
+        .map(|(w, x)| format!("{} {} rows/s (rounds {})", x.name(), fmt_rate(medians[w]), all[w]))
+        .collect();
     summary(format!(
         "flush of {n} dirty records into a fresh GIN-indexed table, median of {rounds} interleaved round(s) in {:.0?}: {}; memdb / best ({}) = {ratio:.2}x (goal >= 0.9x: {})",
         began.elapsed(),
@@ -1103,7 +1153,14 @@ fn flushes(dsn: &str) {
     );
     for (w, writer) in writers.iter().enumerate().skip(1) {
         if w != best {
-            row("3 (other baseline)", String::new(), format!("{} {} rows/s", writer.name(), fmt_rate(medians[w])), format!("{:.2}x", medians[0] / medians[w].max(f64::MIN_POSITIVE)), "", "");
+            row(
+                "3 (other baseline)",
+                String::new(),
+                format!("{} {} rows/s", writer.name(), fmt_rate(medians[w])),
+                format!("{:.2}x", medians[0] / medians[w].max(f64::MIN_POSITIVE)),
+                "",
+                "",
+            );
         }
     }
 }
@@ -1252,7 +1309,9 @@ fn latency(dsn: &str) {
         drop(bench);
         (idle, busy, flush_time, flushed)
     });
-    let line = |what: &str, samples: &[Sample]| format!("{what} {} ({} calls; {})", fmt_percentiles(&percentiles(samples)), samples.len(), slow_calls(samples));
+    let line = |what: &str, samples: &[Sample]| {
+        format!("{what} {} ({} calls; {})", fmt_percentiles(&percentiles(samples)), samples.len(), slow_calls(samples))
+    };
     summary(format!(
         "latency, one task offering {OPS_PER_MS} gets + {OPS_PER_MS} inserts per ms on a 2-worker runtime: no flush: {}; {}. During a flush of {flushed} records ({flush_time:.2?}, {} rows/s): {}; {}",
         line("get", &idle.get),
@@ -1296,7 +1355,11 @@ fn main() {
     summary(format!(
         "memdb engine bench: {size}-byte record {} with {KEY_LEN}-byte keys; PostgreSQL {} ({server}); WAL in {}; load average at start {}{}",
         Call::json(123_456),
-        if std::env::var("PG_DSN").is_ok_and(|d| !d.trim().is_empty()) { "from PG_DSN" } else { "private throwaway cluster" },
+        if std::env::var("PG_DSN").is_ok_and(|d| !d.trim().is_empty()) {
+            "from PG_DSN"
+        } else {
+            "private throwaway cluster"
+        },
         bench_root().display(),
         loadavg(),
         if smoke() { "; smoke mode" } else { "" },

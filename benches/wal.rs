@@ -46,10 +46,7 @@ static SUMMARY: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn summary(line: String) {
     eprintln!("  >> {line}");
-    SUMMARY
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(line);
+    SUMMARY.lock().unwrap_or_else(PoisonError::into_inner).push(line);
 }
 
 /// `--test` (or no `--bench`, as under `cargo test --benches`): each case runs once, small.
@@ -59,8 +56,8 @@ fn smoke() -> bool {
 }
 
 fn bench_root() -> PathBuf {
-    let root = std::env::var_os("MEMDB_BENCH_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    let root =
+        std::env::var_os("MEMDB_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
     std::fs::create_dir_all(&root).expect("create the bench directory");
     root
 }
@@ -76,9 +73,7 @@ fn loadavg() -> String {
 /// This thread's (on-CPU, waiting-for-a-CPU) nanoseconds so far; zeros where unsupported.
 fn sched() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let mut fields = text
-        .split_whitespace()
-        .map(|f| f.parse::<u64>().unwrap_or(0));
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
     (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
 }
 
@@ -90,43 +85,24 @@ struct Workload {
 
 impl Workload {
     fn entry(&self) -> Entry<'_> {
-        Entry {
-            op: Op::Put,
-            table: TABLE,
-            key: KEY,
-            value: &self.value,
-        }
+        Entry { op: Op::Put, table: TABLE, key: KEY, value: &self.value }
     }
 
     /// Finds the value length whose frame is `FRAME_TARGET` bytes, by appending to a scratch log.
     fn calibrate() -> Self {
         let dir = tempdir();
-        let opts = Options {
-            segment_size: 1 << 20,
-            ..Options::default()
-        };
+        let opts = Options { segment_size: 1 << 20, ..Options::default() };
         let wal = Wal::open(dir.path(), opts).expect("open scratch WAL");
         let frame_of = |len: usize| {
             let value = json_value(len);
             let before = wal.stats().bytes;
-            wal.append(&Entry {
-                op: Op::Put,
-                table: TABLE,
-                key: KEY,
-                value: &value,
-            })
-            .expect("append");
+            wal.append(&Entry { op: Op::Put, table: TABLE, key: KEY, value: &value }).expect("append");
             wal.stats().bytes - before
         };
-        let len = (0..FRAME_TARGET as usize)
-            .rev()
-            .find(|&len| frame_of(len) <= FRAME_TARGET)
-            .expect("a value that fits");
+        let len =
+            (0..FRAME_TARGET as usize).rev().find(|&len| frame_of(len) <= FRAME_TARGET).expect("a value that fits");
         let frame = frame_of(len);
-        Self {
-            value: json_value(len),
-            frame,
-        }
+        Self { value: json_value(len), frame }
     }
 }
 
@@ -171,10 +147,7 @@ fn concurrently<T: Send>(threads: u64, iters: u64, work: impl Fn(u64) -> T + Syn
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
     });
     let start = results.iter().map(|r| r.0).min().expect("a thread");
     let end = results.iter().map(|r| r.1).max().expect("a thread");
@@ -200,11 +173,7 @@ fn per_sec(n: u64, d: Duration) -> f64 {
 
 /// `1.23M` for large rates, `4567` for small ones.
 fn fmt_rate(rate: f64) -> String {
-    if rate >= 1e5 {
-        format!("{:.2}M", rate / 1e6)
-    } else {
-        format!("{rate:.0}")
-    }
+    if rate >= 1e5 { format!("{:.2}M", rate / 1e6) } else { format!("{rate:.0}") }
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -240,10 +209,7 @@ impl Totals {
 
     fn latency_line(&mut self) -> String {
         self.latencies.sort_unstable();
-        let (p50, p99) = (
-            percentile(&self.latencies, 0.5),
-            percentile(&self.latencies, 0.99),
-        );
+        let (p50, p99) = (percentile(&self.latencies, 0.5), percentile(&self.latencies, 0.99));
         format!("p50 {p50:.1?}, p99 {p99:.1?}")
     }
 
@@ -259,10 +225,7 @@ impl Totals {
 fn periodic_append(c: &mut Criterion, w: &Workload) {
     let mut group = c.benchmark_group("periodic_append");
     group.throughput(Throughput::Elements(1));
-    group
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(6));
+    group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(6));
     for threads in [1u64, 2] {
         let dir = tempdir();
         let wal = Wal::open(dir.path(), Options::default()).expect("open WAL");
@@ -287,11 +250,7 @@ fn periodic_append(c: &mut Criterion, w: &Workload) {
             continue;
         }
         let rate = totals.rate();
-        let goal = if threads == 1 {
-            format!(" (goal >= 2M/s: {})", verdict(rate >= 2e6))
-        } else {
-            String::new()
-        };
+        let goal = if threads == 1 { format!(" (goal >= 2M/s: {})", verdict(rate >= 2e6)) } else { String::new() };
         summary(format!(
             "periodic_append/threads/{threads}: {:.2}M appends/s over {} appends, {:.0} MB/s of frames{goal}; {}",
             rate / 1e6,
@@ -311,21 +270,14 @@ fn sync_baselines(group: &mut BenchmarkGroup<'_, WallTime>) {
             return;
         }
         let line = totals.latency_line();
-        summary(format!(
-            "durable/{name}: {:.0} syncs/s, latency {line}",
-            totals.rate()
-        ));
+        summary(format!("durable/{name}: {:.0} syncs/s, latency {line}", totals.rate()));
     };
 
     // Append to a growing file + fdatasync (the size changes, so metadata goes too).
     {
         let dir = tempdir();
         let path = dir.path().join("append.dat");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("open");
+        let mut file = OpenOptions::new().create(true).append(true).open(path).expect("open");
         let mut totals = Totals::default();
         group.bench_function("fdatasync_append", |b| {
             b.iter_custom(|iters| {
@@ -362,24 +314,18 @@ fn sync_baselines(group: &mut BenchmarkGroup<'_, WallTime>) {
     {
         let dir = tempdir();
         let region: u64 = 8 << 20;
-        let file = prezeroed(
-            &dir.path().join("concurrent.dat"),
-            region * CONCURRENT_SYNCERS,
-        );
+        let file = prezeroed(&dir.path().join("concurrent.dat"), region * CONCURRENT_SYNCERS);
         let next = std::sync::atomic::AtomicU64::new(0);
         let mut totals = Totals::default();
         let name = format!("fdatasync_overwrite_{CONCURRENT_SYNCERS}threads");
         group.bench_function(name.as_str(), |b| {
             b.iter_custom(|iters| {
                 let run = concurrently(CONCURRENT_SYNCERS, iters, |n| {
-                    let base = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                        % CONCURRENT_SYNCERS
-                        * region;
+                    let base = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CONCURRENT_SYNCERS * region;
                     let mut lat = Vec::with_capacity(n as usize);
                     for i in 0..n {
                         let t = Instant::now();
-                        file.write_all_at(&record, base + i * FRAME_TARGET % region)
-                            .expect("write");
+                        file.write_all_at(&record, base + i * FRAME_TARGET % region).expect("write");
                         file.sync_data().expect("fdatasync");
                         lat.push(t.elapsed().as_nanos() as u64);
                     }
@@ -422,13 +368,7 @@ fn sync_baselines(group: &mut BenchmarkGroup<'_, WallTime>) {
 }
 
 fn prezeroed(path: &Path, len: u64) -> File {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
+    let mut file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(path).expect("open");
     let chunk = vec![0u8; 1 << 20];
     for _ in 0..len / chunk.len() as u64 {
         file.write_all(&chunk).expect("zero-fill");
@@ -463,10 +403,7 @@ fn durable(c: &mut Criterion, w: &Workload) {
 
     for threads in [1u64, 8, 64] {
         let dir = tempdir();
-        let opts = Options {
-            durability: Durability::Sync,
-            ..Options::default()
-        };
+        let opts = Options { durability: Durability::Sync, ..Options::default() };
         let wal = Wal::open(dir.path(), opts).expect("open WAL");
         let mut totals = Totals::default();
         group.bench_function(BenchmarkId::new("sync_append", threads), |b| {
@@ -511,11 +448,7 @@ fn durable(c: &mut Criterion, w: &Workload) {
 }
 
 fn replay(c: &mut Criterion, w: &Workload) {
-    let many = if smoke() {
-        REPLAY_RECORDS_SMOKE
-    } else {
-        REPLAY_RECORDS
-    };
+    let many = if smoke() { REPLAY_RECORDS_SMOKE } else { REPLAY_RECORDS };
     let mut group = c.benchmark_group("replay");
     group
         .sampling_mode(SamplingMode::Flat)
@@ -526,16 +459,11 @@ fn replay(c: &mut Criterion, w: &Workload) {
     // cost of opening a small log, whose active segment is mostly unused.
     let big = (many * w.frame + 4096).next_multiple_of(1 << 20);
     let default = Options::default().segment_size;
-    for (label, records, segment_size) in [
-        ("one_segment", many, big),
-        ("64MiB_segments", many, default),
-        ("small_log", SMALL_LOG_RECORDS, default),
-    ] {
+    for (label, records, segment_size) in
+        [("one_segment", many, big), ("64MiB_segments", many, default), ("small_log", SMALL_LOG_RECORDS, default)]
+    {
         group.throughput(Throughput::Elements(records));
-        let opts = Options {
-            segment_size,
-            ..Options::default()
-        };
+        let opts = Options { segment_size, ..Options::default() };
         // Written on first use, so a filtered-out case costs nothing.
         let mut log: Option<(TempDir, Duration)> = None;
         let mut totals = Totals::default();
@@ -605,10 +533,7 @@ fn write_log(w: &Workload, opts: &Options, records: u64) -> (TempDir, Duration) 
 
 fn main() {
     // Fewer resamples and no plots: the analysis otherwise takes a minute of a 2-core machine.
-    let mut c = Criterion::default()
-        .nresamples(20_000)
-        .without_plots()
-        .configure_from_args();
+    let mut c = Criterion::default().nresamples(20_000).without_plots().configure_from_args();
     let root = bench_root();
     let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
     let same_disk = dev(&root) == dev(Path::new(env!("CARGO_MANIFEST_DIR")));
@@ -629,11 +554,7 @@ fn main() {
     c.final_summary();
     summary(format!("load average at end {}", loadavg()));
     eprintln!("\n==== memdb WAL bench summary ====");
-    for line in SUMMARY
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-    {
+    for line in SUMMARY.lock().unwrap_or_else(PoisonError::into_inner).iter() {
         eprintln!("{line}");
     }
 }

@@ -77,7 +77,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("   {n} cached gets: {rate:.0}/s (the original: ~280k/s)");
     let start = Instant::now();
     let flushed = db.flush(None).await?;
-    println!("   flush of {flushed} records: {:.0} rows/s into the GIN-indexed table", flushed as f64 / start.elapsed().as_secs_f64());
+    println!(
+        "   flush of {flushed} records: {:.0} rows/s into the GIN-indexed table",
+        flushed as f64 / start.elapsed().as_secs_f64()
+    );
 
     println!("\n8. Stats: {:#?}", db.stats());
     db.close().await?;

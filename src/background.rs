@@ -41,7 +41,9 @@ async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
         let config = &inner.config;
         let dirty = inner.tables.dirty();
         let wal_bytes = inner.wal.stats().bytes;
-        inner.over_budget.store(dirty > config.max_dirty_records || wal_bytes > config.max_wal_bytes, Ordering::Relaxed);
+        inner
+            .over_budget
+            .store(dirty > config.max_dirty_records || wal_bytes > config.max_wal_bytes, Ordering::Relaxed);
         let pressing = dirty >= config.flush_dirty_threshold || wal_bytes >= config.flush_wal_bytes_threshold;
         let waited = last_flush.elapsed();
         let due = waited >= config.flush_interval.max(backoff) || (pressing && waited >= backoff);
@@ -69,6 +71,8 @@ async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
 
 impl Inner {
     fn evict_over_capacity_needed(&self) -> bool {
-        self.config.max_cached_records.is_some_and(|max| self.tables.all().iter().map(|t| t.cache.cached()).sum::<usize>() > max)
+        self.config
+            .max_cached_records
+            .is_some_and(|max| self.tables.all().iter().map(|t| t.cache.cached()).sum::<usize>() > max)
     }
 }

@@ -116,7 +116,11 @@ impl Config {
     /// [`Error::Config`] naming the setting.
     pub fn validate(&self) -> Result<()> {
         if self.max_connections < 2 {
-            return Err(bad("max_connections", &self.max_connections.to_string(), "at least 2 (one for reads, one for flushes)"));
+            return Err(bad(
+                "max_connections",
+                &self.max_connections.to_string(),
+                "at least 2 (one for reads, one for flushes)",
+            ));
         }
         if self.flush_interval.is_zero() {
             return Err(bad("flush_interval", "0", "must be above zero"));
@@ -158,10 +162,17 @@ fn durability(v: &str) -> Result<Durability> {
 fn env_lookup(path: &Path) -> Result<impl Fn(&str) -> Option<String>> {
     let mut file = std::collections::HashMap::new();
     if path.exists() {
-        let iter = dotenvy::from_path_iter(path)
-            .map_err(|e| Error::Config { name: "PG_DSN", value: path.display().to_string(), reason: format!("cannot read .env: {e}") })?;
+        let iter = dotenvy::from_path_iter(path).map_err(|e| Error::Config {
+            name: "PG_DSN",
+            value: path.display().to_string(),
+            reason: format!("cannot read .env: {e}"),
+        })?;
         for item in iter {
-            let (k, v) = item.map_err(|e| Error::Config { name: "PG_DSN", value: path.display().to_string(), reason: format!("malformed .env: {e}") })?;
+            let (k, v) = item.map_err(|e| Error::Config {
+                name: "PG_DSN",
+                value: path.display().to_string(),
+                reason: format!("malformed .env: {e}"),
+            })?;
             file.insert(k, v);
         }
     }
@@ -173,7 +184,8 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -186,13 +198,22 @@ mod tests {
 
     #[test]
     fn variables_are_read_and_bad_ones_named() {
-        let c = Config::from_lookup(vars(&[("PG_DSN", "host=x"), ("FLUSH_INTERVAL", "0.5"), ("IDLE_TTL", "2"),
-            ("MAX_CONNECTIONS", "8"), ("MEMDB_DURABILITY", "periodic:20"), ("MEMDB_WAL_DIR", "/w")])).expect("config");
+        let c = Config::from_lookup(vars(&[
+            ("PG_DSN", "host=x"),
+            ("FLUSH_INTERVAL", "0.5"),
+            ("IDLE_TTL", "2"),
+            ("MAX_CONNECTIONS", "8"),
+            ("MEMDB_DURABILITY", "periodic:20"),
+            ("MEMDB_WAL_DIR", "/w"),
+        ]))
+        .expect("config");
         assert_eq!(c.flush_interval, Duration::from_millis(500));
         assert_eq!((c.idle_ttl.as_secs(), c.max_connections), (2, 8));
         assert_eq!(c.durability, Durability::Periodic(Duration::from_millis(20)));
         assert_eq!(c.wal_dir, PathBuf::from("/w"));
-        for (name, value) in [("FLUSH_INTERVAL", "soon"), ("IDLE_TTL", "-1"), ("MAX_CONNECTIONS", "1"), ("MEMDB_DURABILITY", "always")] {
+        for (name, value) in
+            [("FLUSH_INTERVAL", "soon"), ("IDLE_TTL", "-1"), ("MAX_CONNECTIONS", "1"), ("MEMDB_DURABILITY", "always")]
+        {
             let err = Config::from_lookup(vars(&[("PG_DSN", "host=x"), (name, value)])).expect_err(name);
             assert!(err.to_string().contains(name), "{err}");
         }

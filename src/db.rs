@@ -107,7 +107,12 @@ impl MemDb {
             // Under the flush lock, so no WAL truncation runs between the append and
             // the table noting that PostgreSQL has not seen this record yet.
             let _no_flush = inner.flush_lock.lock().await;
-            let lsn = inner.wal.append_nowait(&Entry { op: Op::CreateTable, table: name, key: "", value: json.as_bytes() })?;
+            let lsn = inner.wal.append_nowait(&Entry {
+                op: Op::CreateTable,
+                table: name,
+                key: "",
+                value: json.as_bytes(),
+            })?;
             table.set_schema(parsed, lsn);
             lsn
         };
@@ -133,8 +138,11 @@ impl MemDb {
     /// As [`MemDb::insert`].
     pub async fn upsert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
         self.check_open()?;
-        let json = serde_json::to_string(value)
-            .map_err(|e| Error::InvalidValue { table: table.into(), key: key.into(), reason: e.to_string() })?;
+        let json = serde_json::to_string(value).map_err(|e| Error::InvalidValue {
+            table: table.into(),
+            key: key.into(),
+            reason: e.to_string(),
+        })?;
         let t = self.inner.table_for_write(table).await?;
         validate::key(key)?;
         validate::value(table, key, json.as_bytes(), self.inner.config.max_record_bytes)?;
@@ -166,7 +174,9 @@ impl MemDb {
                 None => Some(inner.load_from_pg(&t, key).await?),
             };
             let update = |current: &Value| -> Result<Value> {
-                let mut doc = current.as_deref().map_or_else(|| serde_json::json!({}), |v| serde_json::from_str(v).unwrap_or_default());
+                let mut doc = current
+                    .as_deref()
+                    .map_or_else(|| serde_json::json!({}), |v| serde_json::from_str(v).unwrap_or_default());
                 merge_patch(&mut doc, patch);
                 let json = doc.to_string();
                 validate::value(table, key, json.as_bytes(), inner.config.max_record_bytes)?;
@@ -262,9 +272,12 @@ impl MemDb {
     /// As [`MemDb::get`], and [`Error::Deserialize`].
     pub async fn get_as<T: DeserializeOwned>(&self, table: &str, key: &str) -> Result<Option<T>> {
         let Some(json) = self.get(table, key).await? else { return Ok(None) };
-        json.deserialize()
-            .map(Some)
-            .map_err(|source| Error::Deserialize { table: table.into(), key: key.into(), lsn: 0, source })
+        json.deserialize().map(Some).map_err(|source| Error::Deserialize {
+            table: table.into(),
+            key: key.into(),
+            lsn: 0,
+            source,
+        })
     }
 
     /// Rows of `table` matching `where_sql`, ordered by key, at most `limit`. It sees
@@ -351,7 +364,12 @@ impl Inner {
             let schema = Schema::default().to_json().to_string();
             let lsn = {
                 let _no_flush = self.flush_lock.lock().await; // see `MemDb::create_table`
-                let lsn = self.wal.append_nowait(&Entry { op: Op::CreateTable, table: name, key: "", value: schema.as_bytes() })?;
+                let lsn = self.wal.append_nowait(&Entry {
+                    op: Op::CreateTable,
+                    table: name,
+                    key: "",
+                    value: schema.as_bytes(),
+                })?;
                 table.set_schema(Schema::default(), lsn);
                 lsn
             };
@@ -418,7 +436,11 @@ impl Inner {
         let tables = self.tables.all();
         let wal = self.wal.stats();
         let dirty: usize = tables.iter().map(|t| t.cache.dirty()).sum();
-        let oldest = if dirty == 0 { Default::default() } else { self.last_clean.lock().unwrap_or_else(PoisonError::into_inner).elapsed() };
+        let oldest = if dirty == 0 {
+            Default::default()
+        } else {
+            self.last_clean.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
+        };
         let c = &self.counters;
         Stats {
             cache_hits: c.cache_hits.get(),

@@ -33,7 +33,9 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("memdb-group-commit".into())
             .spawn(move || run(&wal, &shared, &tx))
-            .map_err(|e| Error::Wal(memdb_wal::Error::Io { op: "starting", target: "the group-commit thread".into(), source: e }))?;
+            .map_err(|e| {
+                Error::Wal(memdb_wal::Error::Io { op: "starting", target: "the group-commit thread".into(), source: e })
+            })?;
         Ok(Self { wanted, durable, thread: Some(thread) })
     }
 

@@ -120,9 +120,8 @@ impl Inner {
         let next = self.wal.next_lsn();
         let floor = self.tables.all().iter().filter_map(|t| t.wal_floor()).min().map_or(next, |f| f.min(next));
         let wal = Arc::clone(&self.wal);
-        let removed = tokio::task::spawn_blocking(move || wal.truncate_through(floor - 1))
-            .await
-            .map_err(|_| Error::Closed)??;
+        let removed =
+            tokio::task::spawn_blocking(move || wal.truncate_through(floor - 1)).await.map_err(|_| Error::Closed)??;
         tracing::debug!(watermark = floor - 1, removed, "WAL truncated");
         Ok(())
     }

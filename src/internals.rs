@@ -28,11 +28,7 @@ impl MemDb {
         // Whatever else holds a clone is as dead as the process now: no more writes, no
         // flush on close, and the background task stops at its next look.
         inner.closed.store(true, Ordering::Release);
-        let task = inner
-            .background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let task = inner.background.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(task) = task {
             task.abort();
             let _ = task.await;
@@ -40,9 +36,7 @@ impl MemDb {
         // The background task holds the engine only weakly, so with no other clone this
         // is the last strong reference.
         let Some(Inner { wal, syncer, .. }) = Arc::into_inner(inner) else {
-            tracing::warn!(
-                "MemDb::crash with other clones alive: the WAL stays locked until they are dropped"
-            );
+            tracing::warn!("MemDb::crash with other clones alive: the WAL stays locked until they are dropped");
             return;
         };
         // The group-commit thread holds the WAL; dropping the syncer joins it.

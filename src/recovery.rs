@@ -89,11 +89,18 @@ fn replay_wal(inner: &Inner) -> Result<u64> {
     for record in inner.wal.replay(1) {
         let record = record?;
         count += 1;
-        let invalid = |reason: &str| Error::InvalidValue { table: record.table.clone(), key: record.key.clone(), reason: reason.into() };
+        let invalid = |reason: &str| Error::InvalidValue {
+            table: record.table.clone(),
+            key: record.key.clone(),
+            reason: reason.into(),
+        };
         let text = std::str::from_utf8(&record.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
         match record.op {
             Op::CreateTable => {
-                let schema = Schema::from_json(&record.table, &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?)?;
+                let schema = Schema::from_json(
+                    &record.table,
+                    &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?,
+                )?;
                 let (table, _) = inner.tables.get_or_insert(&record.table, Schema::default(), false);
                 table.set_schema(schema, record.lsn);
             }

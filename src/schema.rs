@@ -153,7 +153,8 @@ fn is_timestamp(s: &str) -> bool {
     if b.len() == 10 {
         return true;
     }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || !digits(11..13) || b.get(13) != Some(&b':') || !digits(14..16) {
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || !digits(11..13) || b.get(13) != Some(&b':') || !digits(14..16)
+    {
         return false;
     }
     let mut i = 16;
@@ -207,8 +208,15 @@ mod tests {
         assert!(schema.check("calls", "k", &serde_json::to_vec(&ok).expect("json")).is_ok());
         assert!(schema.check("calls", "k", br#"{"status": null}"#).is_ok(), "null passes");
         assert!(schema.check("calls", "k", b"{}").is_ok(), "absent passes");
-        for bad in [json!({"status": 1}), json!({"turns": 1.5}), json!({"start": "yesterday"}), json!({"ok": "yes"}),
-                    json!({"score": "1"}), json!({"tags": {}}), json!({"meta": []})] {
+        for bad in [
+            json!({"status": 1}),
+            json!({"turns": 1.5}),
+            json!({"start": "yesterday"}),
+            json!({"ok": "yes"}),
+            json!({"score": "1"}),
+            json!({"tags": {}}),
+            json!({"meta": []}),
+        ] {
             let err = schema.check("calls", "k", &serde_json::to_vec(&bad).expect("json")).expect_err("violation");
             assert!(matches!(err, Error::SchemaViolation { .. }), "{bad}: {err}");
         }
@@ -224,10 +232,19 @@ mod tests {
 
     #[test]
     fn timestamps_in_iso_form() {
-        for ok in ["2026-11-26", "2026-11-26T03:17", "2026-11-26 03:17:00", "2026-11-26T03:17:00.123456Z", "2026-11-26T03:17:00+01:00", "2026-11-26T03:17:00-05"] {
+        for ok in [
+            "2026-11-26",
+            "2026-11-26T03:17",
+            "2026-11-26 03:17:00",
+            "2026-11-26T03:17:00.123456Z",
+            "2026-11-26T03:17:00+01:00",
+            "2026-11-26T03:17:00-05",
+        ] {
             assert!(is_timestamp(ok), "{ok}");
         }
-        for bad in ["", "2026-13-01", "2026-11-26T", "26-11-2026", "2026-11-26T03:17:00.Z", "2026-11-26T03:17:00+1", "now"] {
+        for bad in
+            ["", "2026-13-01", "2026-11-26T", "26-11-2026", "2026-11-26T03:17:00.Z", "2026-11-26T03:17:00+1", "now"]
+        {
             assert!(!is_timestamp(bad), "{bad}");
         }
     }

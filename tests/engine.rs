@@ -178,7 +178,8 @@ async fn concurrent_reads_and_writes_see_whole_records() {
             let db = t.db.clone();
             tokio::spawn(async move {
                 for n in 0..1000 {
-                    let value = db.get("calls", &format!("c{}", (n + r) % 50)).await.expect("get").expect("present").to_value();
+                    let value =
+                        db.get("calls", &format!("c{}", (n + r) % 50)).await.expect("get").expect("present").to_value();
                     assert_eq!(value["check"], json!(value["v"].as_i64().expect("v") * 3), "a torn record: {value}");
                 }
             })
@@ -198,8 +199,22 @@ async fn stats_carry_the_originals_keys_and_more() {
     let t = common::open(|_| {}).await;
     t.db.insert("calls", "c", &json!({"a": 1})).await.expect("insert");
     let stats = serde_json::to_value(t.db.stats()).expect("stats serialise");
-    for key in ["cache_hits", "cache_misses", "inserts", "flushes", "evictions", "cached_records", "dirty_records", "tables",
-                "wal_bytes", "wal_segments", "oldest_unflushed", "flush_failures", "parked_records", "postgres_up"] {
+    for key in [
+        "cache_hits",
+        "cache_misses",
+        "inserts",
+        "flushes",
+        "evictions",
+        "cached_records",
+        "dirty_records",
+        "tables",
+        "wal_bytes",
+        "wal_segments",
+        "oldest_unflushed",
+        "flush_failures",
+        "parked_records",
+        "postgres_up",
+    ] {
         assert!(stats.get(key).is_some(), "stats lack {key}: {stats}");
     }
     assert_eq!(stats["tables"], 1);
@@ -219,7 +234,9 @@ async fn tables_are_independent() {
 #[tokio::test]
 async fn a_10kb_nested_record_round_trips() {
     let t = common::open(|_| {}).await;
-    let turns: Vec<_> = (0..100).map(|i| json!({"turn": i, "speaker": "caller", "text": "x".repeat(60), "meta": {"ms": i * 10}})).collect();
+    let turns: Vec<_> = (0..100)
+        .map(|i| json!({"turn": i, "speaker": "caller", "text": "x".repeat(60), "meta": {"ms": i * 10}}))
+        .collect();
     let record = json!({"call": {"id": "c1", "turns": turns}});
     assert!(serde_json::to_string(&record).expect("json").len() > 10_000);
     t.db.insert("calls", "big", &record).await.expect("insert");

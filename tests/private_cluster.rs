@@ -28,11 +28,10 @@ async fn shared_cluster() -> &'static PrivateCluster {
 }
 
 async fn connect(dsn: &str) -> Client {
-    let (client, connection) =
-        tokio::time::timeout(PG_TIMEOUT, tokio_postgres::connect(dsn, NoTls))
-            .await
-            .expect("connect timed out")
-            .unwrap_or_else(|error| panic!("connect to {dsn}: {error}"));
+    let (client, connection) = tokio::time::timeout(PG_TIMEOUT, tokio_postgres::connect(dsn, NoTls))
+        .await
+        .expect("connect timed out")
+        .unwrap_or_else(|error| panic!("connect to {dsn}: {error}"));
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             eprintln!("connection error: {error}");
@@ -42,11 +41,7 @@ async fn connect(dsn: &str) -> Client {
 }
 
 async fn current_database(client: &Client) -> String {
-    client
-        .query_one("SELECT current_database()", &[])
-        .await
-        .expect("current_database()")
-        .get(0)
+    client.query_one("SELECT current_database()", &[]).await.expect("current_database()").get(0)
 }
 
 fn accepts_connections(port: u16) -> bool {
@@ -58,39 +53,22 @@ fn accepts_connections(port: u16) -> bool {
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting until {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn assert_gone(port: u16, data_dir: &Path) {
-    wait_until(
-        &format!("port {port} refuses connections"),
-        Duration::from_secs(30),
-        || !accepts_connections(port),
-    );
-    wait_until(
-        &format!("{} is removed", data_dir.display()),
-        Duration::from_secs(30),
-        || !data_dir.exists(),
-    );
+    wait_until(&format!("port {port} refuses connections"), Duration::from_secs(30), || !accepts_connections(port));
+    wait_until(&format!("{} is removed", data_dir.display()), Duration::from_secs(30), || !data_dir.exists());
 }
 
 /// This test binary, running only the ignored test `name`, as a marked child.
 fn child_command(name: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_MARKER, "1")
-    .stdin(Stdio::null());
+    cmd.args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_MARKER, "1")
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -126,18 +104,10 @@ fn start_and_report() -> PrivateCluster {
 async fn shared_cluster_serves_separate_databases_with_jsonb_and_gin() {
     let cluster = shared_cluster().await;
     let timings = cluster.startup_timings();
-    println!(
-        "shared cluster on port {}: initdb {:?}, start {:?}",
-        cluster.port(),
-        timings.initdb,
-        timings.start
-    );
+    println!("shared cluster on port {}: initdb {:?}, start {:?}", cluster.port(), timings.initdb, timings.start);
     for (name, n) in [("jsonb_gin_a", 1_i32), ("jsonb_gin_b", 2)] {
         let started = Instant::now();
-        let dsn = cluster
-            .create_database(name)
-            .await
-            .expect("create database");
+        let dsn = cluster.create_database(name).await.expect("create database");
         println!("CREATE DATABASE {name}: {:?}", started.elapsed());
         assert!(dsn.contains(&format!("dbname={name}")), "{dsn}");
 
@@ -152,10 +122,7 @@ async fn shared_cluster_serves_separate_databases_with_jsonb_and_gin() {
             .expect("create table and GIN index");
         let json = format!(r#"{{"db": "{name}", "n": {n}}}"#);
         client
-            .execute(
-                "INSERT INTO records (key, data) VALUES ($1, $2::text::jsonb)",
-                &[&"k1", &json],
-            )
+            .execute("INSERT INTO records (key, data) VALUES ($1, $2::text::jsonb)", &[&"k1", &json])
             .await
             .expect("insert");
         let rows = client
@@ -186,27 +153,15 @@ async fn a_second_cluster_has_its_own_port_and_is_gone_after_drop() {
         .expect("start panicked")
         .expect("start a second cluster");
     let timings = second.startup_timings();
-    println!(
-        "second cluster on port {}: initdb {:?}, start {:?}",
-        second.port(),
-        timings.initdb,
-        timings.start
-    );
+    println!("second cluster on port {}: initdb {:?}, start {:?}", second.port(), timings.initdb, timings.start);
     assert_ne!(second.port(), shared.port());
     assert!(accepts_connections(second.port()));
 
     // The unix socket in the temp dir serves too.
-    let socket_dsn = format!(
-        "host={} port={} user=postgres dbname=postgres",
-        second.socket_dir().display(),
-        second.port()
-    );
+    let socket_dsn =
+        format!("host={} port={} user=postgres dbname=postgres", second.socket_dir().display(), second.port());
     let client = connect(&socket_dsn).await;
-    let port: String = client
-        .query_one("SHOW port", &[])
-        .await
-        .expect("SHOW port")
-        .get(0);
+    let port: String = client.query_one("SHOW port", &[]).await.expect("SHOW port").get(0);
     assert_eq!(port, second.port().to_string());
     drop(client);
 
@@ -216,24 +171,16 @@ async fn a_second_cluster_has_its_own_port_and_is_gone_after_drop() {
     drop(second);
     println!("drop (pg_ctl stop + remove): {:?}", started.elapsed());
     assert_gone(port, &data_dir);
-    assert!(
-        accepts_connections(shared.port()),
-        "the shared cluster must live on"
-    );
+    assert!(accepts_connections(shared.port()), "the shared cluster must live on");
 }
 
 #[tokio::test]
 async fn a_set_pg_dsn_is_used_as_is_and_an_unset_one_gives_fresh_databases() {
     let given = "host=db.example port=5433 user=app dbname=app".to_owned();
-    assert_eq!(
-        test_dsn_from(Some(given.clone())).await.expect("resolve"),
-        given
-    );
+    assert_eq!(test_dsn_from(Some(given.clone())).await.expect("resolve"), given);
 
     let first = test_dsn_from(None).await.expect("fresh database");
-    let blank = test_dsn_from(Some("  ".to_owned()))
-        .await
-        .expect("fresh database");
+    let blank = test_dsn_from(Some("  ".to_owned())).await.expect("fresh database");
     assert_ne!(first, blank);
     let (a, b) = (connect(&first).await, connect(&blank).await);
     assert_ne!(current_database(&a).await, current_database(&b).await);
@@ -242,19 +189,9 @@ async fn a_set_pg_dsn_is_used_as_is_and_an_unset_one_gives_fresh_databases() {
 #[tokio::test]
 async fn test_dsn_honours_pg_dsn_in_a_child_process() {
     let cluster = shared_cluster().await;
-    let dsn = cluster
-        .create_database("pg_dsn_target")
-        .await
-        .expect("create database");
-    let output = child_command("child_reports_test_dsn")
-        .env("PG_DSN", &dsn)
-        .output()
-        .expect("run the child");
-    assert!(
-        output.status.success(),
-        "child failed: {}",
-        describe(&output)
-    );
+    let dsn = cluster.create_database("pg_dsn_target").await.expect("create database");
+    let output = child_command("child_reports_test_dsn").env("PG_DSN", &dsn).output().expect("run the child");
+    assert!(output.status.success(), "child failed: {}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(reported(&stdout, "dsn"), dsn);
     assert_eq!(reported(&stdout, "current_database"), "pg_dsn_target");
@@ -262,14 +199,8 @@ async fn test_dsn_honours_pg_dsn_in_a_child_process() {
 
 #[test]
 fn a_panicking_test_leaves_no_server_behind() {
-    let output = child_command("child_panics_holding_a_cluster")
-        .output()
-        .expect("run the child");
-    assert!(
-        !output.status.success(),
-        "the child must panic: {}",
-        describe(&output)
-    );
+    let output = child_command("child_panics_holding_a_cluster").output().expect("run the child");
+    assert!(!output.status.success(), "the child must panic: {}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let port = reported(&stdout, "port").parse().expect("port");
     assert_gone(port, Path::new(&reported(&stdout, "data_dir")));
@@ -277,10 +208,8 @@ fn a_panicking_test_leaves_no_server_behind() {
 
 #[test]
 fn a_sigkilled_process_leaves_no_server_behind() {
-    let mut child: Child = child_command("child_waits_to_be_killed")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the child");
+    let mut child: Child =
+        child_command("child_waits_to_be_killed").stdout(Stdio::piped()).spawn().expect("spawn the child");
     let stdout = child.stdout.take().expect("child stdout");
     let mut report = String::new();
     // Reads until the child reported its data dir (its last line) or closed stdout.
@@ -308,10 +237,7 @@ async fn child_reports_test_dsn() {
     let dsn = test_dsn().await.expect("test_dsn");
     let client = connect(&dsn).await;
     println!("{REPORT}dsn={dsn}");
-    println!(
-        "{REPORT}current_database={}",
-        current_database(&client).await
-    );
+    println!("{REPORT}current_database={}", current_database(&client).await);
 }
 
 #[test]

@@ -29,21 +29,14 @@ const PATIENCE: Duration = Duration::from_secs(30);
 async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !condition().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting until {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {PATIENCE:?} waiting until {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// The rows of a table in PostgreSQL as key → record.
 async fn pg_map(dsn: &str, table: &str) -> BTreeMap<String, Value> {
-    common::pg_rows(dsn, table)
-        .await
-        .into_iter()
-        .map(|(key, data, _)| (key, data))
-        .collect()
+    common::pg_rows(dsn, table).await.into_iter().map(|(key, data, _)| (key, data)).collect()
 }
 
 /// Copies a WAL directory as a backup tool would, without its `LOCK` file.
@@ -74,9 +67,7 @@ async fn a_crash_without_close_loses_no_acknowledged_write() {
     for i in 0..100 {
         let key = format!("c{i:03}");
         let value = json!({"i": i, "round": 1});
-        db.insert("crash_calls", &key, &value)
-            .await
-            .expect("insert");
+        db.insert("crash_calls", &key, &value).await.expect("insert");
         calls.insert(key.clone(), value);
         touched.insert(key);
     }
@@ -87,16 +78,11 @@ async fn a_crash_without_close_loses_no_acknowledged_write() {
         match i % 4 {
             0 => {
                 let value = json!({"i": i, "round": 2});
-                db.upsert("crash_calls", &key, &value)
-                    .await
-                    .expect("upsert");
+                db.upsert("crash_calls", &key, &value).await.expect("upsert");
                 calls.insert(key, value);
             }
             1 => {
-                let patched = db
-                    .patch("crash_calls", &key, &json!({"patched": i}))
-                    .await
-                    .expect("patch");
+                let patched = db.patch("crash_calls", &key, &json!({"patched": i})).await.expect("patch");
                 let expected = calls.entry(key).or_insert_with(|| json!({}));
                 expected["patched"] = json!(i);
                 assert_eq!(patched, *expected, "the patch result");
@@ -107,9 +93,7 @@ async fn a_crash_without_close_loses_no_acknowledged_write() {
             }
             _ => {
                 let value = json!({"i": i, "round": 3, "new": true});
-                db.insert("crash_calls", &key, &value)
-                    .await
-                    .expect("insert");
+                db.insert("crash_calls", &key, &value).await.expect("insert");
                 calls.insert(key, value);
             }
         }
@@ -117,43 +101,23 @@ async fn a_crash_without_close_loses_no_acknowledged_write() {
     let mut sessions = BTreeMap::new();
     for i in 0..20 {
         let value = json!({"session": i});
-        db.insert("crash_sessions", &format!("s{i}"), &value)
-            .await
-            .expect("insert");
+        db.insert("crash_sessions", &format!("s{i}"), &value).await.expect("insert");
         sessions.insert(format!("s{i}"), value);
     }
     let before = db.stats();
     assert!(before.dirty_records > 0, "{before:?}");
-    assert!(
-        touched.iter().any(|k| !calls.contains_key(k)),
-        "some keys end deleted"
-    );
+    assert!(touched.iter().any(|k| !calls.contains_key(k)), "some keys end deleted");
     db.crash().await;
 
     let db = MemDb::open(config).await.expect("reopen after the crash");
     let after = db.stats();
-    assert_eq!(
-        after.dirty_records, 0,
-        "recovery flushed everything: {after:?}"
-    );
+    assert_eq!(after.dirty_records, 0, "recovery flushed everything: {after:?}");
     assert_eq!(after.wal_segments, 1, "{after:?}");
-    assert!(
-        after.wal_bytes <= EMPTY_WAL_BYTES,
-        "the WAL was truncated: {} bytes before, {after:?}",
-        before.wal_bytes
-    );
-    assert_eq!(
-        pg_map(&dsn, "crash_calls").await,
-        calls,
-        "PostgreSQL holds every acknowledged write, deletes included"
-    );
+    assert!(after.wal_bytes <= EMPTY_WAL_BYTES, "the WAL was truncated: {} bytes before, {after:?}", before.wal_bytes);
+    assert_eq!(pg_map(&dsn, "crash_calls").await, calls, "PostgreSQL holds every acknowledged write, deletes included");
     assert_eq!(pg_map(&dsn, "crash_sessions").await, sessions);
     for key in &touched {
-        let got = db
-            .get("crash_calls", key)
-            .await
-            .expect("get")
-            .map(|j| j.to_value());
+        let got = db.get("crash_calls", key).await.expect("get").map(|j| j.to_value());
         assert_eq!(got.as_ref(), calls.get(key), "get({key}) after recovery");
     }
     db.close().await.expect("close");
@@ -165,30 +129,16 @@ async fn compaction_shrinks_the_wal_to_one_segment() {
     let db = MemDb::open(config).await.expect("open");
     let filler = "x".repeat(600);
     for i in 0..500 {
-        db.insert(
-            "compaction",
-            &format!("c{i}"),
-            &json!({"i": i, "filler": filler}),
-        )
-        .await
-        .expect("insert");
+        db.insert("compaction", &format!("c{i}"), &json!({"i": i, "filler": filler})).await.expect("insert");
     }
     let before = db.stats();
-    assert!(
-        before.wal_segments >= 3,
-        "500 × ~650 B make several 64 KiB segments: {before:?}"
-    );
+    assert!(before.wal_segments >= 3, "500 × ~650 B make several 64 KiB segments: {before:?}");
     assert_eq!(db.flush(None).await.expect("flush"), 500);
     let after = db.stats();
     assert_eq!(after.wal_segments, 1, "{after:?}");
-    assert!(
-        after.wal_bytes < before.wal_bytes && after.wal_bytes <= EMPTY_WAL_BYTES,
-        "{before:?} → {after:?}"
-    );
+    assert!(after.wal_bytes < before.wal_bytes && after.wal_bytes <= EMPTY_WAL_BYTES, "{before:?} → {after:?}");
     // LSNs go on from where they were: a new write lands and flushes.
-    db.upsert("compaction", "c0", &json!({"i": "again"}))
-        .await
-        .expect("upsert");
+    db.upsert("compaction", "c0", &json!({"i": "again"})).await.expect("upsert");
     assert_eq!(db.flush(None).await.expect("flush"), 1);
     db.close().await.expect("close");
 }
@@ -197,33 +147,21 @@ async fn compaction_shrinks_the_wal_to_one_segment() {
 async fn replaying_a_stale_wal_does_not_overwrite_newer_rows() {
     let (config, dir, dsn) = common::config(|_| {}).await;
     let db = MemDb::open(config.clone()).await.expect("open");
-    db.insert("stale", "k", &json!({"v": 1}))
-        .await
-        .expect("insert v1");
+    db.insert("stale", "k", &json!({"v": 1})).await.expect("insert v1");
     db.crash().await;
     let stale_dir = dir.path().join("wal-stale");
     copy_wal_dir(&config.wal_dir, &stale_dir);
 
-    let db = MemDb::open(config.clone())
-        .await
-        .expect("reopen, replaying v1");
+    let db = MemDb::open(config.clone()).await.expect("reopen, replaying v1");
     assert_eq!(pg_map(&dsn, "stale").await["k"], json!({"v": 1}));
-    db.upsert("stale", "k", &json!({"v": 2}))
-        .await
-        .expect("upsert v2");
+    db.upsert("stale", "k", &json!({"v": 2})).await.expect("upsert v2");
     db.flush(None).await.expect("flush");
     db.close().await.expect("close");
 
     let mut stale = config;
     stale.wal_dir = stale_dir;
-    let db = MemDb::open(stale)
-        .await
-        .expect("open the stale copy, replaying v1 again");
-    assert_eq!(
-        pg_map(&dsn, "stale").await["k"],
-        json!({"v": 2}),
-        "the old record did not overwrite the newer row"
-    );
+    let db = MemDb::open(stale).await.expect("open the stale copy, replaying v1 again");
+    assert_eq!(pg_map(&dsn, "stale").await["k"], json!({"v": 2}), "the old record did not overwrite the newer row");
     assert_eq!(
         db.get("stale", "k").await.expect("get").expect("present"),
         json!({"v": 2}),
@@ -240,9 +178,7 @@ async fn a_cache_miss_racing_a_write_does_not_overwrite_it() {
         c.pg_timeout = Duration::from_secs(60);
     })
     .await;
-    t.db.insert("race", "k", &json!({"v": 1}))
-        .await
-        .expect("insert");
+    t.db.insert("race", "k", &json!({"v": 1})).await.expect("insert");
     t.db.flush(None).await.expect("flush");
     common::eventually("the record is evicted", || {
         let _ = t.db.evict_idle();
@@ -251,10 +187,7 @@ async fn a_cache_miss_racing_a_write_does_not_overwrite_it() {
     .await;
 
     let locker = common::pg(&t.dsn).await;
-    locker
-        .batch_execute("BEGIN; LOCK TABLE memdb_race IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    locker.batch_execute("BEGIN; LOCK TABLE memdb_race IN ACCESS EXCLUSIVE MODE").await.expect("lock");
     let reader = {
         let db = t.db.clone();
         tokio::spawn(async move { db.get("race", "k").await })
@@ -272,24 +205,14 @@ async fn a_cache_miss_racing_a_write_does_not_overwrite_it() {
         row.get::<_, i64>(0) > 0
     })
     .await;
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        t.db.upsert("race", "k", &json!({"v": 2})),
-    )
-    .await
-    .expect("a write does not wait for PostgreSQL")
-    .expect("upsert");
+    tokio::time::timeout(Duration::from_secs(10), t.db.upsert("race", "k", &json!({"v": 2})))
+        .await
+        .expect("a write does not wait for PostgreSQL")
+        .expect("upsert");
     locker.batch_execute("COMMIT").await.expect("unlock");
 
-    let raced = reader
-        .await
-        .expect("reader task")
-        .expect("get")
-        .expect("present");
-    assert!(
-        raced == json!({"v": 1}) || raced == json!({"v": 2}),
-        "the racing read saw {raced}"
-    );
+    let raced = reader.await.expect("reader task").expect("get").expect("present");
+    assert!(raced == json!({"v": 1}) || raced == json!({"v": 2}), "the racing read saw {raced}");
     assert_eq!(
         t.db.get("race", "k").await.expect("get").expect("present"),
         json!({"v": 2}),
@@ -315,16 +238,9 @@ async fn postgres_restarted_mid_run_loses_nothing() {
         );
         return;
     }
-    let cluster = Arc::new(
-        tokio::task::spawn_blocking(PrivateCluster::start)
-            .await
-            .expect("task")
-            .expect("a dedicated cluster"),
-    );
-    let dsn = cluster
-        .create_database("memdb_restart")
-        .await
-        .expect("database");
+    let cluster =
+        Arc::new(tokio::task::spawn_blocking(PrivateCluster::start).await.expect("task").expect("a dedicated cluster"));
+    let dsn = cluster.create_database("memdb_restart").await.expect("database");
     // The harness runs PostgreSQL with synchronous_commit off, which an immediate stop
     // punishes by losing the last commits; memdb relies on a commit being a commit.
     common::pg(&cluster.dsn())
@@ -341,21 +257,14 @@ async fn postgres_restarted_mid_run_loses_nothing() {
     let writer = {
         let (db, stop) = (db.clone(), Arc::clone(&stop));
         tokio::spawn(async move {
-            let mut written = Written {
-                keys: 0,
-                hot: None,
-                errors: Vec::new(),
-            };
+            let mut written = Written { keys: 0, hot: None, errors: Vec::new() };
             let mut pace = tokio::time::interval(Duration::from_millis(1));
             for i in 0u64.. {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 pace.tick().await;
-                match db
-                    .insert("events", &format!("e{i:07}"), &json!({"i": i}))
-                    .await
-                {
+                match db.insert("events", &format!("e{i:07}"), &json!({"i": i})).await {
                     Ok(()) => written.keys += 1,
                     Err(e) => written.errors.push(format!("insert e{i}: {e}")),
                 }
@@ -367,16 +276,10 @@ async fn postgres_restarted_mid_run_loses_nothing() {
             written
         })
     };
-    common::eventually("the first records reach PostgreSQL", || {
-        db.stats().flushed_records > 0
-    })
-    .await;
+    common::eventually("the first records reach PostgreSQL", || db.stats().flushed_records > 0).await;
 
     let c = Arc::clone(&cluster);
-    tokio::task::spawn_blocking(move || c.stop_server())
-        .await
-        .expect("task")
-        .expect("stop the server");
+    tokio::task::spawn_blocking(move || c.stop_server()).await.expect("task").expect("stop the server");
     let down = Instant::now();
     common::eventually("the engine sees PostgreSQL down", || {
         let s = db.stats();
@@ -387,46 +290,22 @@ async fn postgres_restarted_mid_run_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(down.elapsed())).await;
     let dirty_in_outage = db.stats().dirty_records;
     let c = Arc::clone(&cluster);
-    tokio::task::spawn_blocking(move || c.start_server())
-        .await
-        .expect("task")
-        .expect("start the server");
-    println!(
-        "PostgreSQL was down for {:?}; {dirty_in_outage} records dirty at the end",
-        down.elapsed()
-    );
-    common::eventually("the engine sees PostgreSQL up again", || {
-        db.stats().postgres_up
-    })
-    .await;
+    tokio::task::spawn_blocking(move || c.start_server()).await.expect("task").expect("start the server");
+    println!("PostgreSQL was down for {:?}; {dirty_in_outage} records dirty at the end", down.elapsed());
+    common::eventually("the engine sees PostgreSQL up again", || db.stats().postgres_up).await;
 
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.expect("writer task");
-    assert!(
-        written.errors.is_empty(),
-        "writers saw errors: {:?}",
-        &written.errors[..written.errors.len().min(5)]
-    );
+    assert!(written.errors.is_empty(), "writers saw errors: {:?}", &written.errors[..written.errors.len().min(5)]);
     common::eventually("every record is flushed", || db.stats().dirty_records == 0).await;
     let stats = db.stats();
     assert!(stats.flush_failures > 0, "{stats:?}");
-    println!(
-        "{} records written, {} flush failures",
-        written.keys, stats.flush_failures
-    );
+    println!("{} records written, {} flush failures", written.keys, stats.flush_failures);
 
     let rows = pg_map(&dsn, "events").await;
     let hot = written.hot.expect("the hot key was written");
-    assert_eq!(
-        rows.get("hot"),
-        Some(&json!({"n": hot})),
-        "the hot key holds its last acknowledged value"
-    );
-    assert_eq!(
-        rows.len(),
-        written.keys + 1,
-        "every acknowledged insert, once"
-    );
+    assert_eq!(rows.get("hot"), Some(&json!({"n": hot})), "the hot key holds its last acknowledged value");
+    assert_eq!(rows.len(), written.keys + 1, "every acknowledged insert, once");
     for (i, (key, data)) in rows.iter().filter(|(k, _)| k.as_str() != "hot").enumerate() {
         assert_eq!(
             (key.as_str(), data),
@@ -436,10 +315,7 @@ async fn postgres_restarted_mid_run_loses_nothing() {
     }
     db.close().await.expect("close");
     let cluster = Arc::into_inner(cluster).expect("the only handle");
-    tokio::task::spawn_blocking(move || cluster.stop())
-        .await
-        .expect("task")
-        .expect("stop the cluster");
+    tokio::task::spawn_blocking(move || cluster.stop()).await.expect("task").expect("stop the cluster");
 }
 
 /// Where the proxy forwards to.
@@ -458,9 +334,7 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: Upstream) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let port = listener.local_addr().expect("addr").port();
         let (paused, _) = watch::channel(false);
         let gate = paused.clone();
@@ -472,36 +346,24 @@ impl Proxy {
                     let (client_rx, client_tx) = client.into_split();
                     match &*upstream {
                         Upstream::Tcp(host, port) => {
-                            let Ok(server) =
-                                tokio::net::TcpStream::connect((host.as_str(), *port)).await
-                            else {
+                            let Ok(server) = tokio::net::TcpStream::connect((host.as_str(), *port)).await else {
                                 return;
                             };
                             let (server_rx, server_tx) = server.into_split();
-                            tokio::join!(
-                                pump(client_rx, server_tx, gate.clone()),
-                                pump(server_rx, client_tx, gate)
-                            );
+                            tokio::join!(pump(client_rx, server_tx, gate.clone()), pump(server_rx, client_tx, gate));
                         }
                         Upstream::Unix(path) => {
                             let Ok(server) = tokio::net::UnixStream::connect(path).await else {
                                 return;
                             };
                             let (server_rx, server_tx) = server.into_split();
-                            tokio::join!(
-                                pump(client_rx, server_tx, gate.clone()),
-                                pump(server_rx, client_tx, gate)
-                            );
+                            tokio::join!(pump(client_rx, server_tx, gate.clone()), pump(server_rx, client_tx, gate));
                         }
                     }
                 });
             }
         });
-        Self {
-            port,
-            paused,
-            accept,
-        }
+        Self { port, paused, accept }
     }
 
     fn pause(&self, paused: bool) {
@@ -546,12 +408,8 @@ async fn proxy_for(dsn: &str) -> (Proxy, String) {
     let port = parsed.get_ports().first().copied().unwrap_or(5432);
     let upstream = match parsed.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => Upstream::Tcp(host.clone(), port),
-        Some(tokio_postgres::config::Host::Unix(dir)) => {
-            Upstream::Unix(dir.join(format!(".s.PGSQL.{port}")))
-        }
-        None => Upstream::Unix(PathBuf::from(format!(
-            "/var/run/postgresql/.s.PGSQL.{port}"
-        ))),
+        Some(tokio_postgres::config::Host::Unix(dir)) => Upstream::Unix(dir.join(format!(".s.PGSQL.{port}"))),
+        None => Upstream::Unix(PathBuf::from(format!("/var/run/postgresql/.s.PGSQL.{port}"))),
     };
     let proxy = Proxy::start(upstream).await;
     let mut through = format!("host=127.0.0.1 port={}", proxy.port);
@@ -562,47 +420,32 @@ async fn proxy_for(dsn: &str) -> (Proxy, String) {
         through += &format!(" dbname={}", dsn_quote(dbname));
     }
     if let Some(password) = parsed.get_password() {
-        through += &format!(
-            " password={}",
-            dsn_quote(&String::from_utf8_lossy(password))
-        );
+        through += &format!(" password={}", dsn_quote(&String::from_utf8_lossy(password)));
     }
     (proxy, through)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_postgres_is_caught_by_the_timeout() {
-    let dsn = memdb::postgres::test_dsn()
-        .await
-        .expect("a PostgreSQL for tests");
+    let dsn = memdb::postgres::test_dsn().await.expect("a PostgreSQL for tests");
     let (proxy, through) = proxy_for(&dsn).await;
     let wal = tempfile::tempdir().expect("tempdir");
     let mut config = Config::new(through, wal.path().join("wal"));
     config.flush_interval = Duration::from_secs(3600);
     config.pg_timeout = Duration::from_secs(1);
     let db = MemDb::open(config).await.expect("open through the proxy");
-    db.insert("hung", "before", &json!({"v": 0}))
-        .await
-        .expect("insert");
+    db.insert("hung", "before", &json!({"v": 0})).await.expect("insert");
     db.flush(None).await.expect("flush");
-    assert!(
-        db.get("hung", "absent")
-            .await
-            .expect("a miss reaches PostgreSQL")
-            .is_none()
-    );
+    assert!(db.get("hung", "absent").await.expect("a miss reaches PostgreSQL").is_none());
 
     proxy.pause(true);
     let write = |key: &'static str| {
         let db = db.clone();
         async move {
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                db.insert("hung", key, &json!({"k": key})),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("writing {key} waited for the hung PostgreSQL"))
-            .unwrap_or_else(|e| panic!("writing {key}: {e}"));
+            tokio::time::timeout(Duration::from_secs(5), db.insert("hung", key, &json!({"k": key})))
+                .await
+                .unwrap_or_else(|_| panic!("writing {key} waited for the hung PostgreSQL"))
+                .unwrap_or_else(|e| panic!("writing {key}: {e}"));
         }
     };
     write("during-1").await;
@@ -610,26 +453,14 @@ async fn a_hung_postgres_is_caught_by_the_timeout() {
     let missed = db.get("hung", "absent-too").await;
     let took = started.elapsed();
     println!("a get miss against the hung PostgreSQL failed after {took:?}: {missed:?}");
-    assert!(
-        matches!(
-            missed,
-            Err(memdb::Error::Postgres(StoreError::Timeout { .. }))
-        ),
-        "{missed:?}"
-    );
+    assert!(matches!(missed, Err(memdb::Error::Postgres(StoreError::Timeout { .. }))), "{missed:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     write("during-2").await;
     let started = Instant::now();
     let flushed = db.flush(None).await;
     let took = started.elapsed();
     println!("a flush against the hung PostgreSQL failed after {took:?}: {flushed:?}");
-    assert!(
-        matches!(
-            flushed,
-            Err(memdb::Error::Postgres(StoreError::Timeout { .. }))
-        ),
-        "{flushed:?}"
-    );
+    assert!(matches!(flushed, Err(memdb::Error::Postgres(StoreError::Timeout { .. }))), "{flushed:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(!db.stats().postgres_up, "{:?}", db.stats());
     write("during-3").await;

@@ -40,14 +40,19 @@ async fn patch_merges_into_the_current_record_loading_it_if_needed() {
     assert_eq!(created, json!({"x": 1}));
     t.db.flush(None).await.expect("flush");
     let rows = common::pg_rows(&t.dsn, "calls").await;
-    assert_eq!(rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(), vec![json!({"status": "up", "turns": 2}), json!({"x": 1})]);
+    assert_eq!(
+        rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+        vec![json!({"status": "up", "turns": 2}), json!({"x": 1})]
+    );
 }
 
 #[tokio::test]
 async fn the_schema_is_enforced_and_survives_a_restart() {
     let (config, _dir, _dsn) = common::config(|_| {}).await;
     let db = memdb::MemDb::open(config.clone()).await.expect("open");
-    db.create_table("calls", &json!({"status": "string", "start_time": "timestamp", "turns": "integer"})).await.expect("create");
+    db.create_table("calls", &json!({"status": "string", "start_time": "timestamp", "turns": "integer"}))
+        .await
+        .expect("create");
     db.insert("calls", "ok", &json!({"status": "up", "start_time": "2026-11-26T03:17:00Z", "turns": 2, "extra": [1]}))
         .await
         .expect("a conforming record with an undeclared field");
@@ -71,7 +76,18 @@ async fn bad_input_is_refused_with_a_typed_error_and_writes_nothing() {
     let before = t.db.stats();
     let wal_before = t.db.stats().wal_bytes;
     let long_table = "t".repeat(memdb::MAX_TABLE_NAME + 1);
-    for name in ["", "Calls", "1calls", "calls;drop table x", "calls--", "two words", "schema.table", "ünïcode", "a\"b", &long_table] {
+    for name in [
+        "",
+        "Calls",
+        "1calls",
+        "calls;drop table x",
+        "calls--",
+        "two words",
+        "schema.table",
+        "ünïcode",
+        "a\"b",
+        &long_table,
+    ] {
         let err = t.db.insert(name, "k", &json!({"a": 1})).await.expect_err(name);
         assert!(matches!(err, Error::InvalidTableName { .. }), "{name}: {err}");
         assert!(matches!(t.db.get(name, "k").await, Err(Error::InvalidTableName { .. })), "{name}");

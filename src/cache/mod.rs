@@ -101,7 +101,13 @@ impl Cache {
     /// Writes `value` (a tombstone when `None`): `append` is called under the shard lock
     /// and must append the record to the WAL, returning its LSN; then the map changes.
     /// On error nothing changes.
-    pub(crate) fn write<E>(&self, key: &str, value: Value, now: u32, append: impl FnOnce() -> Result<Lsn, E>) -> Result<Lsn, E> {
+    pub(crate) fn write<E>(
+        &self,
+        key: &str,
+        value: Value,
+        now: u32,
+        append: impl FnOnce() -> Result<Lsn, E>,
+    ) -> Result<Lsn, E> {
         let mut shard = Self::write_lock(self.shard_of(key));
         let lsn = append()?;
         let change = shard.put_dirty(key, value, lsn, now);

@@ -99,15 +99,8 @@ impl PrivateCluster {
         let mut cluster = Self {
             port: 0,
             server,
-            timings: StartupTimings {
-                initdb: Duration::ZERO,
-                start: Duration::ZERO,
-            },
-            live: Mutex::new(Some(Live {
-                base,
-                watchdog: None,
-                server_may_run: false,
-            })),
+            timings: StartupTimings { initdb: Duration::ZERO, start: Duration::ZERO },
+            live: Mutex::new(Some(Live { base, watchdog: None, server_may_run: false })),
         };
         // From here on, an early return drops `cluster`, which undoes whatever was done.
         let watchdog = cluster.server.spawn_watchdog()?;
@@ -147,14 +140,11 @@ impl PrivateCluster {
             // SAFETY: `stop_shared_at_exit` is a plain `extern "C" fn()` that neither
             // unwinds nor relies on thread-locals; atexit has no other precondition.
             if unsafe { libc::atexit(stop_shared_at_exit) } != 0 {
-                tracing::warn!(
-                    "atexit registration failed; the watchdog will stop the shared PostgreSQL"
-                );
+                tracing::warn!("atexit registration failed; the watchdog will stop the shared PostgreSQL");
             }
             Ok(cluster)
         });
-        slot.as_ref()
-            .map_err(|error| ClusterError::Shared(Arc::clone(error)))
+        slot.as_ref().map_err(|error| ClusterError::Shared(Arc::clone(error)))
     }
 
     /// A tokio-postgres key=value DSN for database `postgres` over TCP.
@@ -203,22 +193,14 @@ impl PrivateCluster {
     /// connection fails or the database exists; [`ClusterError::Timeout`] after 30 s.
     pub async fn create_database(&self, name: &str) -> Result<String, ClusterError> {
         if !is_plain_identifier(name) {
-            return Err(ClusterError::InvalidDatabaseName {
-                name: name.to_owned(),
-            });
+            return Err(ClusterError::InvalidDatabaseName { name: name.to_owned() });
         }
-        let (client, connection) = with_timeout(
-            "connecting to the private PostgreSQL",
-            tokio_postgres::connect(&self.dsn(), NoTls),
-        )
-        .await?;
+        let (client, connection) =
+            with_timeout("connecting to the private PostgreSQL", tokio_postgres::connect(&self.dsn(), NoTls)).await?;
         let connection = tokio::spawn(connection);
         // `name` is a checked plain identifier, safe to splice unquoted.
-        let created = with_timeout(
-            "creating a database",
-            client.batch_execute(&format!("CREATE DATABASE {name}")),
-        )
-        .await;
+        let created =
+            with_timeout("creating a database", client.batch_execute(&format!("CREATE DATABASE {name}"))).await;
         drop(client);
         // The connection ends once the client is gone; its own error adds nothing to
         // `created`'s.
@@ -269,9 +251,7 @@ impl PrivateCluster {
     /// already running, or another process took the port meanwhile);
     /// [`ClusterError::Io`] if the cluster was already shut down and removed.
     pub fn start_server(&self) -> Result<(), ClusterError> {
-        self.while_live("start the private PostgreSQL", || {
-            self.server.start(self.port)
-        })
+        self.while_live("start the private PostgreSQL", || self.server.start(self.port))
     }
 
     /// [`PrivateCluster::stop_server`] then [`PrivateCluster::start_server`]: a server
@@ -286,16 +266,11 @@ impl PrivateCluster {
     }
 
     fn dsn_for(&self, dbname: &str) -> String {
-        format!(
-            "host=127.0.0.1 port={} user={SUPERUSER} dbname={dbname}",
-            self.port
-        )
+        format!("host=127.0.0.1 port={} user={SUPERUSER} dbname={dbname}", self.port)
     }
 
     fn lock_live(&self) -> MutexGuard<'_, Option<Live>> {
-        self.live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn with_live(&self, f: impl FnOnce(&mut Live)) {
@@ -307,11 +282,7 @@ impl PrivateCluster {
     /// Runs `f` while holding the live resources, so a concurrent shutdown (drop, or the
     /// atexit handler) waits for it; an `Io` error saying `action` failed if the cluster
     /// is already shut down.
-    fn while_live<T>(
-        &self,
-        action: &str,
-        f: impl FnOnce() -> Result<T, ClusterError>,
-    ) -> Result<T, ClusterError> {
+    fn while_live<T>(&self, action: &str, f: impl FnOnce() -> Result<T, ClusterError>) -> Result<T, ClusterError> {
         match self.lock_live().as_ref() {
             Some(_) => f(),
             None => Err(io_err(action)(io::Error::new(
@@ -334,25 +305,17 @@ impl PrivateCluster {
             let _ = watchdog.wait();
         }
         let started = Instant::now();
-        let stopped = if live.server_may_run {
-            self.server.stop()
-        } else {
-            Ok(())
-        };
+        let stopped = if live.server_may_run { self.server.stop() } else { Ok(()) };
         let elapsed = started.elapsed();
         // Remove the dir even if the stop failed: should the server still run, it notices
         // its lock file is gone within a minute and shuts down.
-        let removed = live.base.close().map_err(io_err(format!(
-            "remove the private PostgreSQL's temp dir {}",
-            self.server.base_dir().display()
-        )));
+        let removed = live
+            .base
+            .close()
+            .map_err(io_err(format!("remove the private PostgreSQL's temp dir {}", self.server.base_dir().display())));
         stopped?;
         removed?;
-        tracing::debug!(
-            port = self.port,
-            stop_ms = elapsed.as_millis(),
-            "private PostgreSQL stopped"
-        );
+        tracing::debug!(port = self.port, stop_ms = elapsed.as_millis(), "private PostgreSQL stopped");
         Ok(Some(elapsed))
     }
 }
@@ -407,10 +370,7 @@ pub async fn test_dsn_from(pg_dsn: Option<String>) -> Result<String, ClusterErro
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
         Err(_) => return Err(ClusterError::RuntimeShutDown),
     };
-    let name = format!(
-        "memdb_test_{}",
-        NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
-    );
+    let name = format!("memdb_test_{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
     cluster.create_database(&name).await
 }
 
@@ -420,21 +380,14 @@ async fn with_timeout<T>(
 ) -> Result<T, ClusterError> {
     match tokio::time::timeout(PG_TIMEOUT, future).await {
         Ok(result) => result.map_err(|source| ClusterError::Postgres { action, source }),
-        Err(_) => Err(ClusterError::Timeout {
-            action,
-            after: PG_TIMEOUT,
-        }),
+        Err(_) => Err(ClusterError::Timeout { action, after: PG_TIMEOUT }),
     }
 }
 
 fn is_plain_identifier(name: &str) -> bool {
     let mut bytes = name.bytes();
-    let starts_well = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-    starts_well
-        && name.len() <= 63
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    let starts_well = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    starts_well && name.len() <= 63 && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[cfg(test)]

@@ -145,8 +145,7 @@ impl Server {
         }
         // Our end of the stdin pipe is close-on-exec, so no other child inherits it: it
         // closes exactly when this process dies.
-        cmd.spawn()
-            .map_err(io_err("spawn the private PostgreSQL's watchdog (/bin/sh)"))
+        cmd.spawn().map_err(io_err("spawn the private PostgreSQL's watchdog (/bin/sh)"))
     }
 
     /// Creates the cluster in the data dir.
@@ -162,10 +161,7 @@ impl Server {
         if output.status.success() {
             Ok(())
         } else {
-            Err(ClusterError::InitdbFailed {
-                status: output.status,
-                output_tail: output_tail(&output),
-            })
+            Err(ClusterError::InitdbFailed { status: output.status, output_tail: output_tail(&output) })
         }
     }
 
@@ -180,11 +176,7 @@ impl Server {
                 Err(ClusterError::StartFailed { log_tail, .. })
                     if attempt < START_ATTEMPTS && log_tail.contains("could not bind") =>
                 {
-                    tracing::debug!(
-                        port,
-                        attempt,
-                        "port taken before the server bound it; retrying"
-                    );
+                    tracing::debug!(port, attempt, "port taken before the server bound it; retrying");
                     attempt += 1;
                 }
                 Err(error) => return Err(error),
@@ -195,10 +187,8 @@ impl Server {
     /// Runs `pg_ctl start -w` on `port`: returns once the server accepts connections
     /// (after crash recovery, if it was stopped with `-m immediate`).
     pub(super) fn start(&self, port: u16) -> Result<(), ClusterError> {
-        let options = format!(
-            "-k {} -h 127.0.0.1 -p {port} {SERVER_SETTINGS}",
-            shell_quote(&self.socket_dir.to_string_lossy())
-        );
+        let options =
+            format!("-k {} -h 127.0.0.1 -p {port} {SERVER_SETTINGS}", shell_quote(&self.socket_dir.to_string_lossy()));
         let output = self
             .command(&self.pg_ctl)
             .args(["start", "-w", "-t", "60", "-D"])
@@ -245,12 +235,7 @@ impl Server {
 /// a client-only install), then the newest `/usr/lib/postgresql/<version>/bin`.
 fn find_binaries() -> Result<Binaries, ClusterError> {
     let mut searched = Vec::new();
-    match Command::new("pg_config")
-        .arg("--bindir")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    {
+    match Command::new("pg_config").arg("--bindir").stdin(Stdio::null()).stderr(Stdio::null()).output() {
         Ok(output) if output.status.success() => {
             let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
             if let Some(bins) = binaries_in(&dir) {
@@ -266,11 +251,7 @@ fn find_binaries() -> Result<Binaries, ClusterError> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name();
-            let version: Option<Vec<u32>> = name
-                .to_str()?
-                .split('.')
-                .map(|part| part.parse().ok())
-                .collect();
+            let version: Option<Vec<u32>> = name.to_str()?.split('.').map(|part| part.parse().ok()).collect();
             Some((version?, entry.path().join("bin")))
         })
         .collect();
@@ -279,20 +260,13 @@ fn find_binaries() -> Result<Binaries, ClusterError> {
         return Ok(bins);
     }
     searched.push("/usr/lib/postgresql/*/bin".to_owned());
-    Err(ClusterError::BinariesNotFound {
-        searched: searched.join(", "),
-    })
+    Err(ClusterError::BinariesNotFound { searched: searched.join(", ") })
 }
 
 fn binaries_in(dir: &Path) -> Option<Binaries> {
     // pg_ctl runs the `postgres` next to it.
-    let complete = ["initdb", "pg_ctl", "postgres"]
-        .iter()
-        .all(|name| dir.join(name).is_file());
-    complete.then(|| Binaries {
-        initdb: dir.join("initdb"),
-        pg_ctl: dir.join("pg_ctl"),
-    })
+    let complete = ["initdb", "pg_ctl", "postgres"].iter().all(|name| dir.join(name).is_file());
+    complete.then(|| Binaries { initdb: dir.join("initdb"), pg_ctl: dir.join("pg_ctl") })
 }
 
 /// `Some(nobody)` when this process is root (PostgreSQL refuses to run as root), else
@@ -302,9 +276,7 @@ fn server_user() -> Result<Option<ServerUser>, ClusterError> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    let not_found = || ClusterError::NoServerUser {
-        user: SERVER_USER.to_owned(),
-    };
+    let not_found = || ClusterError::NoServerUser { user: SERVER_USER.to_owned() };
     let name = CString::new(SERVER_USER).map_err(|_| not_found())?;
     // SAFETY: `passwd` is plain data (integers and pointers); all zeroes is a valid value.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
@@ -313,15 +285,7 @@ fn server_user() -> Result<Option<ServerUser>, ClusterError> {
     loop {
         // SAFETY: every pointer is valid for the duration of the call and `buf.len()` is
         // the buffer's real length; getpwnam_r (unlike getpwnam) is thread-safe.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                name.as_ptr(),
-                &mut entry,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
+        let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut entry, buf.as_mut_ptr(), buf.len(), &mut result) };
         if rc == libc::ERANGE && buf.len() < 1 << 20 {
             buf.resize(buf.len() * 2, 0);
             continue;
@@ -335,10 +299,7 @@ fn server_user() -> Result<Option<ServerUser>, ClusterError> {
         if result.is_null() {
             return Err(not_found());
         }
-        return Ok(Some(ServerUser {
-            uid: entry.pw_uid,
-            gid: entry.pw_gid,
-        }));
+        return Ok(Some(ServerUser { uid: entry.pw_uid, gid: entry.pw_gid }));
     }
 }
 
@@ -346,8 +307,7 @@ fn server_user() -> Result<Option<ServerUser>, ClusterError> {
 /// be searchable by it. `dir` itself is chowned to the user afterwards.
 fn check_traversable(dir: &Path, user: ServerUser) -> Result<(), ClusterError> {
     for ancestor in dir.ancestors().skip(1) {
-        let meta = std::fs::metadata(ancestor)
-            .map_err(io_err(format!("inspect {}", ancestor.display())))?;
+        let meta = std::fs::metadata(ancestor).map_err(io_err(format!("inspect {}", ancestor.display())))?;
         let mode = meta.mode();
         let searchable = if meta.uid() == user.uid {
             mode & 0o100 != 0
@@ -357,10 +317,7 @@ fn check_traversable(dir: &Path, user: ServerUser) -> Result<(), ClusterError> {
             mode & 0o001 != 0
         };
         if !searchable {
-            return Err(ClusterError::TempDirUnreachable {
-                dir: ancestor.to_path_buf(),
-                user: SERVER_USER.to_owned(),
-            });
+            return Err(ClusterError::TempDirUnreachable { dir: ancestor.to_path_buf(), user: SERVER_USER.to_owned() });
         }
     }
     Ok(())
@@ -368,12 +325,9 @@ fn check_traversable(dir: &Path, user: ServerUser) -> Result<(), ClusterError> {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it, close).
 fn free_port() -> Result<u16, ClusterError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(io_err("bind 127.0.0.1:0 to find a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(io_err("read the probed port"))?
-        .port();
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_err("bind 127.0.0.1:0 to find a free port"))?;
+    let port = listener.local_addr().map_err(io_err("read the probed port"))?.port();
     Ok(port)
 }
 
@@ -415,11 +369,7 @@ fn tail(bytes: &[u8]) -> String {
     }
     let text = String::from_utf8_lossy(text);
     let text = text.trim_end();
-    if text.is_empty() {
-        "(nothing)".to_owned()
-    } else {
-        text.to_owned()
-    }
+    if text.is_empty() { "(nothing)".to_owned() } else { text.to_owned() }
 }
 
 #[cfg(test)]

@@ -87,7 +87,8 @@ pub(crate) struct Store {
 impl Store {
     /// A pool of up to `max_connections` (connections are made on demand).
     pub(crate) fn new(dsn: &str, max_connections: usize, timeout: Duration) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = dsn.parse().map_err(|e: tokio_postgres::Error| StoreError::BadDsn(e.to_string()))?;
+        let mut config: tokio_postgres::Config =
+            dsn.parse().map_err(|e: tokio_postgres::Error| StoreError::BadDsn(e.to_string()))?;
         config.connect_timeout(timeout).keepalives(true).keepalives_idle(Duration::from_secs(10));
         config.application_name("memdb");
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -123,7 +124,10 @@ impl Store {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout { what, after: self.timeout }),
         };
-        self.up.store(!matches!(result, Err(StoreError::Timeout { .. } | StoreError::Unavailable { .. })), Ordering::Relaxed);
+        self.up.store(
+            !matches!(result, Err(StoreError::Timeout { .. } | StoreError::Unavailable { .. })),
+            Ordering::Relaxed,
+        );
         result
     }
 
@@ -134,7 +138,8 @@ impl Store {
 
     /// Every logical table in the catalogue with its schema JSON.
     pub(crate) async fn load_tables(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        let rows = self.with_client("loading the table catalogue", async |c| c.query(sql::LOAD_TABLES, &[]).await).await?;
+        let rows =
+            self.with_client("loading the table catalogue", async |c| c.query(sql::LOAD_TABLES, &[]).await).await?;
         Ok(rows
             .iter()
             .filter_map(|r| {

@@ -21,7 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         wal.append(&Entry { op: Op::Put, table: "calls", key: &key, value })?;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("Periodic: {n} appends in {secs:.3} s = {:.0}/s (each in the page cache before it returned)", n as f64 / secs);
+    println!(
+        "Periodic: {n} appends in {secs:.3} s = {:.0}/s (each in the page cache before it returned)",
+        n as f64 / secs
+    );
     drop(wal);
 
     let sync = Options { durability: Durability::Sync, ..Options::default() };
@@ -33,7 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         wal.append(&Entry { op: Op::Put, table: "calls", key: &key, value })?;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("Sync, one appender: {m} appends in {secs:.3} s = {:.0}/s (each on stable storage before it returned)", m as f64 / secs);
+    println!(
+        "Sync, one appender: {m} appends in {secs:.3} s = {:.0}/s (each on stable storage before it returned)",
+        m as f64 / secs
+    );
     let last = wal.next_lsn() - 1;
     drop(wal);
 

@@ -1,8 +1,8 @@
 //! One frame: encoding it, and checking the frame at an offset of untrusted bytes.
 
 use crate::format::{
-    FRAME_ALIGN, FRAME_BODY, FRAME_CRC, FRAME_LEN, FRAME_LSN, FRAME_RESERVED, FRAME_SYNCED_TO,
-    MAX_BODY_LEN, MAX_LSN, frame_size,
+    FRAME_ALIGN, FRAME_BODY, FRAME_CRC, FRAME_LEN, FRAME_LSN, FRAME_RESERVED, FRAME_SYNCED_TO, MAX_BODY_LEN, MAX_LSN,
+    frame_size,
 };
 use crate::record::{Entry, Lsn, RecordRef, decode_body, encode_body};
 
@@ -134,9 +134,13 @@ pub(crate) fn later_frame_vouches_for(bytes: &[u8], offset: usize, expected: Lsn
         if rest.len() < FRAME_BODY {
             return false;
         }
-        let (len, lsn, synced_to) = (get_u32(rest, FRAME_LEN), get_u64(rest, FRAME_LSN), get_u32(rest, FRAME_SYNCED_TO));
+        let (len, lsn, synced_to) =
+            (get_u32(rest, FRAME_LEN), get_u64(rest, FRAME_LSN), get_u32(rest, FRAME_SYNCED_TO));
         let plausible = lsn > expected && (synced_to as usize) > offset && (synced_to as usize) <= at;
-        if plausible && let Some(frame) = checked_frame(rest, len) && get_u32(frame, FRAME_CRC) == frame_crc(frame) {
+        if plausible
+            && let Some(frame) = checked_frame(rest, len)
+            && get_u32(frame, FRAME_CRC) == frame_crc(frame)
+        {
             return true;
         }
         at += FRAME_ALIGN;

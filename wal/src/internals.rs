@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::format::{
-    FRAME_ALIGN, FRAME_CRC, FRAME_LEN, FRAME_LSN, HEADER_CRC, HEADER_LEN, MAX_BODY_LEN,
-    MIN_SEGMENT_SIZE, TEMP_SUFFIX, encode_header, frame_size, segment_name,
+    FRAME_ALIGN, FRAME_CRC, FRAME_LEN, FRAME_LSN, HEADER_CRC, HEADER_LEN, MAX_BODY_LEN, MIN_SEGMENT_SIZE, TEMP_SUFFIX,
+    encode_header, frame_size, segment_name,
 };
 use crate::frame::{encode_frame, get_u32};
 use crate::parse::{End, parse_header, scan};
@@ -34,71 +34,34 @@ pub fn check_parse(data: &[u8]) {
     let Ok(scanned) = scan(data) else { return };
     let first = scanned.header.first_lsn;
     for (i, record) in (0u64..).zip(&scanned.records) {
-        assert_eq!(
-            record.lsn,
-            first.wrapping_add(i),
-            "record {i}: LSNs must be consecutive from {first}"
-        );
+        assert_eq!(record.lsn, first.wrapping_add(i), "record {i}: LSNs must be consecutive from {first}");
     }
 
-    let end =
-        usize::try_from(scanned.end.offset()).expect("an end offset inside the input fits usize");
-    assert!(
-        end >= HEADER_LEN,
-        "valid data ends at {end}, inside the header"
-    );
-    assert!(
-        end <= data.len(),
-        "valid data ends at {end}, past the input ({} bytes)",
-        data.len()
-    );
-    assert_eq!(
-        end % FRAME_ALIGN,
-        0,
-        "valid data ends at {end}, not on a frame boundary"
-    );
+    let end = usize::try_from(scanned.end.offset()).expect("an end offset inside the input fits usize");
+    assert!(end >= HEADER_LEN, "valid data ends at {end}, inside the header");
+    assert!(end <= data.len(), "valid data ends at {end}, past the input ({} bytes)", data.len());
+    assert_eq!(end % FRAME_ALIGN, 0, "valid data ends at {end}, not on a frame boundary");
 
     // The frames of the records, walked by their length fields, end exactly there.
     let mut offset = HEADER_LEN;
     for record in &scanned.records {
         let len = get_u32(data, offset + FRAME_LEN) as usize;
         offset += frame_size(len);
-        assert!(
-            offset <= end,
-            "the frame of LSN {} runs past the end of valid data ({end})",
-            record.lsn
-        );
+        assert!(offset <= end, "the frame of LSN {} runs past the end of valid data ({end})", record.lsn);
     }
-    assert_eq!(
-        offset, end,
-        "the records' frames end at {offset}, the parser says {end}"
-    );
-    if let End::Clean {
-        trailing_garbage, ..
-    } = scanned.end
-    {
-        let nonzero = data
-            .get(end..)
-            .is_some_and(|rest| rest.iter().any(|&b| b != 0));
-        assert_eq!(
-            trailing_garbage, nonzero,
-            "trailing_garbage disagrees with the bytes after {end}"
-        );
+    assert_eq!(offset, end, "the records' frames end at {offset}, the parser says {end}");
+    if let End::Clean { trailing_garbage, .. } = scanned.end {
+        let nonzero = data.get(end..).is_some_and(|rest| rest.iter().any(|&b| b != 0));
+        assert_eq!(trailing_garbage, nonzero, "trailing_garbage disagrees with the bytes after {end}");
     }
 
     // The valid prefix alone: the same records, and a clean end.
     let prefix = data.get(..end).expect("end is inside the input");
     let again = scan(prefix).expect("the valid prefix keeps its header");
-    assert_eq!(
-        again.records, scanned.records,
-        "the valid prefix scans to other records"
-    );
+    assert_eq!(again.records, scanned.records, "the valid prefix scans to other records");
     assert_eq!(
         again.end,
-        End::Clean {
-            offset: end as u64,
-            trailing_garbage: false
-        },
+        End::Clean { offset: end as u64, trailing_garbage: false },
         "the valid prefix does not end cleanly"
     );
 
@@ -106,16 +69,10 @@ pub fn check_parse(data: &[u8]) {
     let image = encode_segment(first, &scanned.records);
     let back = scan(&image).expect("a freshly encoded segment has a valid header");
     assert_eq!(back.header, scanned.header, "the re-encoded header differs");
-    assert_eq!(
-        back.records, scanned.records,
-        "re-encoded records scan back differently"
-    );
+    assert_eq!(back.records, scanned.records, "re-encoded records scan back differently");
     assert_eq!(
         back.end,
-        End::Clean {
-            offset: image.len() as u64,
-            trailing_garbage: false
-        },
+        End::Clean { offset: image.len() as u64, trailing_garbage: false },
         "a freshly encoded segment does not end cleanly at its end"
     );
 }
@@ -159,10 +116,7 @@ pub fn dir_image(files: &[&[u8]]) -> Vec<u8> {
 /// `u16::MAX` bytes.
 #[must_use]
 pub fn dir_image_with_flags(files: &[&[u8]], flags: u8) -> Vec<u8> {
-    assert!(
-        (1..=4).contains(&files.len()),
-        "a directory image holds 1 to 4 files"
-    );
+    assert!((1..=4).contains(&files.len()), "a directory image holds 1 to 4 files");
     let count = u8::try_from(files.len() - 1).expect("at most four files");
     let mut image = vec![count | (flags & !flag::FILES)];
     for file in files {
@@ -206,11 +160,7 @@ fn decode_dir_image(data: &[u8]) -> Vec<(String, Vec<u8>)> {
             Err(_) if head & flag::TEMP_NAMES != 0 => format!("{by_index}{TEMP_SUFFIX}"),
             _ => by_index,
         };
-        let name = if taken.contains(&name) {
-            format!("{name}.dup{index}")
-        } else {
-            name
-        };
+        let name = if taken.contains(&name) { format!("{name}.dup{index}") } else { name };
         taken.insert(name.clone());
         files.push((name, bytes));
     }
@@ -249,12 +199,7 @@ fn fix_frame_crcs(bytes: &mut [u8]) {
 }
 
 /// The record [`check_recover`] appends after a successful open.
-const PROBE: Entry<'static> = Entry {
-    op: Op::Put,
-    table: "fuzz",
-    key: "probe",
-    value: br#"{"probe":true}"#,
-};
+const PROBE: Entry<'static> = Entry { op: Op::Put, table: "fuzz", key: "probe", value: br#"{"probe":true}"# };
 
 /// Interprets `data` as a small directory image (see [`dir_image`]), loads it into a
 /// simulated disk and opens the log on it in both recovery modes.
@@ -268,11 +213,7 @@ pub fn check_recover(data: &[u8]) {
     let strict = open_and_check(&files, RecoveryMode::Strict);
     let repair = open_and_check(&files, RecoveryMode::TruncateAtCorruption);
     if let Some(strict) = strict {
-        assert_eq!(
-            repair,
-            Some(strict),
-            "a log that opens strictly must open the same way in repair mode"
-        );
+        assert_eq!(repair, Some(strict), "a log that opens strictly must open the same way in repair mode");
     }
 }
 
@@ -280,20 +221,13 @@ pub fn check_recover(data: &[u8]) {
 type Opened = (Vec<Record>, Lsn);
 
 fn options(recovery: RecoveryMode) -> Options {
-    Options {
-        durability: Durability::Sync,
-        segment_size: MIN_SEGMENT_SIZE,
-        recovery,
-        ..Options::default()
-    }
+    Options { durability: Durability::Sync, segment_size: MIN_SEGMENT_SIZE, recovery, ..Options::default() }
 }
 
 fn open_and_check(files: &[(String, Vec<u8>)], mode: RecoveryMode) -> Option<Opened> {
     let storage = SimStorage::default();
     for (name, bytes) in files {
-        storage
-            .insert_file(name, bytes)
-            .expect("decoded names are distinct");
+        storage.insert_file(name, bytes).expect("decoded names are distinct");
     }
     let wal = match Wal::open_with(Arc::new(storage.clone()), options(mode)) {
         Ok(wal) => wal,
@@ -305,15 +239,9 @@ fn open_and_check(files: &[(String, Vec<u8>)], mode: RecoveryMode) -> Option<Ope
     let records = replay_checked(&wal, "after opening");
     let next = wal.next_lsn();
     let report = wal.recovery_report();
-    assert_eq!(
-        report.next_lsn, next,
-        "the recovery report's next LSN is not the log's"
-    );
+    assert_eq!(report.next_lsn, next, "the recovery report's next LSN is not the log's");
     if let Some(first) = records.first() {
-        assert_eq!(
-            first.lsn, report.first_lsn,
-            "replay does not start at the report's first LSN"
-        );
+        assert_eq!(first.lsn, report.first_lsn, "replay does not start at the report's first LSN");
     }
 
     // Append one record; a reopened log must hold it after everything that was there.
@@ -340,15 +268,8 @@ fn open_and_check(files: &[(String, Vec<u8>)], mode: RecoveryMode) -> Option<Ope
         key: PROBE.key.into(),
         value: PROBE.value.into(),
     });
-    assert_eq!(
-        reopened, expected,
-        "reopening lost or changed records ({mode:?})"
-    );
-    assert_eq!(
-        wal.next_lsn(),
-        lsn.wrapping_add(1),
-        "the reopened log does not continue after the appended record"
-    );
+    assert_eq!(reopened, expected, "reopening lost or changed records ({mode:?})");
+    assert_eq!(wal.next_lsn(), lsn.wrapping_add(1), "the reopened log does not continue after the appended record");
     Some((records, next))
 }
 
@@ -360,21 +281,11 @@ fn replay_checked(wal: &Wal, when: &str) -> Vec<Record> {
     };
     for pair in records.windows(2) {
         if let [a, b] = pair {
-            assert_eq!(
-                a.lsn.wrapping_add(1),
-                b.lsn,
-                "replay skips from LSN {} to {} {when}",
-                a.lsn,
-                b.lsn
-            );
+            assert_eq!(a.lsn.wrapping_add(1), b.lsn, "replay skips from LSN {} to {} {when}", a.lsn, b.lsn);
         }
     }
     if let Some(last) = records.last() {
-        assert_eq!(
-            last.lsn.wrapping_add(1),
-            wal.next_lsn(),
-            "the next LSN does not follow the last record {when}"
-        );
+        assert_eq!(last.lsn.wrapping_add(1), wal.next_lsn(), "the next LSN does not follow the last record {when}");
     }
     records
 }
@@ -384,10 +295,7 @@ fn refusal_is_explained(e: &Error) {
     let text = e.to_string();
     assert!(!text.is_empty());
     assert!(
-        matches!(
-            e,
-            Error::Corrupt(_) | Error::UnsupportedVersion { .. } | Error::Io { .. }
-        ),
+        matches!(e, Error::Corrupt(_) | Error::UnsupportedVersion { .. } | Error::Io { .. }),
         "unexpected refusal to open: {e:?}"
     );
 }

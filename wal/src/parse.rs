@@ -5,8 +5,8 @@
 //! entry per frame it returns, and never returns a record whose checksum failed.
 
 use crate::format::{
-    FRAME_VERSION, HEADER_CRC, HEADER_FIRST_LSN, HEADER_FRAME_VERSION, HEADER_LEN, HEADER_MAGIC,
-    HEADER_PAD, HEADER_RECORD_VERSION, HEADER_RESERVED, MAX_LSN, RECORD_VERSION, SEGMENT_MAGIC,
+    FRAME_VERSION, HEADER_CRC, HEADER_FIRST_LSN, HEADER_FRAME_VERSION, HEADER_LEN, HEADER_MAGIC, HEADER_PAD,
+    HEADER_RECORD_VERSION, HEADER_RESERVED, MAX_LSN, RECORD_VERSION, SEGMENT_MAGIC,
 };
 use crate::frame::{Damage, FrameAt, frame_at, get_u16, get_u32, get_u64, later_frame_vouches_for};
 use crate::record::{Lsn, RecordRef};

@@ -115,12 +115,7 @@ pub(crate) fn encode_body(entry: &Entry<'_>, out: Vec<u8>) -> Vec<u8> {
 /// so a body that is not a well-formed [`Entry`] is `None`, never undefined behaviour.
 pub(crate) fn decode_body(bytes: &[u8]) -> Option<Entry<'_>> {
     let body = rkyv::access::<ArchivedBody<'_>, rancor::Failure>(bytes).ok()?;
-    Some(Entry {
-        op: Op::from_code(body.op)?,
-        table: body.table.get(),
-        key: body.key.get(),
-        value: body.value.get(),
-    })
+    Some(Entry { op: Op::from_code(body.op)?, table: body.table.get(), key: body.key.get(), value: body.value.get() })
 }
 
 #[cfg(test)]

@@ -92,8 +92,12 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
             End::Torn { damage, .. } => Some(Problem::SealedSegment(damage)),
             End::Corrupt { damage, .. } => Some(Problem::Frame(damage)),
         };
-        let sealed =
-            Sealed { name: name.clone(), first_lsn: header.first_lsn, last_lsn: header.first_lsn + count - 1, used: end.offset() };
+        let sealed = Sealed {
+            name: name.clone(),
+            first_lsn: header.first_lsn,
+            last_lsn: header.first_lsn + count - 1,
+            used: end.offset(),
+        };
         report.records += count;
         segments.push(sealed);
         if let Some(problem) = problem {
@@ -119,7 +123,12 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
         let file = segment::create(storage, first, opts.segment_size)?;
         report.first_lsn = first;
         report.next_lsn = first;
-        let active = Sealed { name: crate::format::segment_name(first), first_lsn: first, last_lsn: first - 1, used: HEADER_LEN as u64 };
+        let active = Sealed {
+            name: crate::format::segment_name(first),
+            first_lsn: first,
+            last_lsn: first - 1,
+            used: HEADER_LEN as u64,
+        };
         return Ok(Recovered { sealed: segments, active, active_file: file, report });
     };
     let file = storage.open(&active.name).map_err(|e| Error::io("opening", &active.name, e))?;

@@ -154,7 +154,8 @@ impl Wal {
     #[must_use]
     pub fn replay(&self, from: Lsn) -> Replay {
         let writer = self.shared.writer();
-        let mut segments: Vec<(String, Lsn, u64)> = writer.sealed.iter().map(|s| (s.name.clone(), s.first_lsn, s.used)).collect();
+        let mut segments: Vec<(String, Lsn, u64)> =
+            writer.sealed.iter().map(|s| (s.name.clone(), s.first_lsn, s.used)).collect();
         segments.push((writer.active.name.clone(), writer.active.first_lsn, writer.active.offset));
         Replay::new(Arc::clone(&self.shared.storage), segments, from, writer.next_lsn - 1)
     }
@@ -292,7 +293,10 @@ impl Shared {
     }
 }
 
-fn spawn_periodic_sync(shared: &Arc<Shared>, interval: std::time::Duration) -> Result<(mpsc::Sender<()>, JoinHandle<()>), Error> {
+fn spawn_periodic_sync(
+    shared: &Arc<Shared>,
+    interval: std::time::Duration,
+) -> Result<(mpsc::Sender<()>, JoinHandle<()>), Error> {
     let (stop, stopped) = mpsc::channel::<()>();
     let shared = Arc::clone(shared);
     let handle = std::thread::Builder::new()

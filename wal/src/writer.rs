@@ -57,7 +57,12 @@ impl Writer {
 
     /// Appends one frame and returns its LSN and the LSN made durable by a rotation, if
     /// any. Nothing is written when the record is refused.
-    pub(crate) fn append(&mut self, storage: &dyn Storage, opts: &Options, entry: &Entry<'_>) -> Result<(Lsn, Option<Lsn>), Failure> {
+    pub(crate) fn append(
+        &mut self,
+        storage: &dyn Storage,
+        opts: &Options,
+        entry: &Entry<'_>,
+    ) -> Result<(Lsn, Option<Lsn>), Failure> {
         let lsn = self.next_lsn;
         if lsn > MAX_LSN {
             return Err(Failure::Refused(Error::LsnExhausted));
@@ -74,7 +79,8 @@ impl Writer {
         }
         debug_assert!(body <= limit);
         let (file, offset) = (&self.active.file, self.active.offset);
-        file.write_at(offset, &self.buf).map_err(|e| Failure::Fatal(Error::io("appending to", &self.active.name, e)))?;
+        file.write_at(offset, &self.buf)
+            .map_err(|e| Failure::Fatal(Error::io("appending to", &self.active.name, e)))?;
         self.active.offset += self.buf.len() as u64;
         self.next_lsn += 1;
         Ok((lsn, rotated))
@@ -110,7 +116,12 @@ impl Writer {
         tracing::debug!(sealed = %old.name, next = %self.active.name, "WAL segment rotated");
         // An active segment without records has the new one's name: the new one replaced it.
         if old.first_lsn < self.next_lsn {
-            self.sealed.push(Sealed { name: old.name, first_lsn: old.first_lsn, last_lsn: self.next_lsn - 1, used: old.offset });
+            self.sealed.push(Sealed {
+                name: old.name,
+                first_lsn: old.first_lsn,
+                last_lsn: self.next_lsn - 1,
+                used: old.offset,
+            });
         }
         Ok(self.next_lsn - 1)
     }

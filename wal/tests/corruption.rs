@@ -80,7 +80,11 @@ fn every_truncation_length_opens_to_a_prefix() {
         let got = got.expect("header intact");
         let records: Vec<Record> = got.records.iter().map(|&r| r.into()).collect();
         assert_no_false_accept(&records, &originals);
-        assert!(!matches!(got.end, End::Corrupt { .. }), "a cut at {len} is a torn tail, not corruption: {:?}", got.end);
+        assert!(
+            !matches!(got.end, End::Corrupt { .. }),
+            "a cut at {len} is a torn tail, not corruption: {:?}",
+            got.end
+        );
         let wal = open(&disk_with(&name, &image), RecoveryMode::Strict).unwrap_or_else(|e| panic!("cut at {len}: {e}"));
         let recovered = common::replay_all(&wal, 1);
         assert_eq!(recovered, records, "recovery keeps exactly the complete frames (cut at {len})");
@@ -125,7 +129,11 @@ fn every_bit_flip_in_the_first_8k_is_caught() {
             match result {
                 Err(Error::Corrupt(c)) => {
                     assert_eq!(c.segment, name);
-                    assert!(c.offset as usize <= byte && c.offset >= HEADER_LEN as u64, "offset {} for a flip at {byte}", c.offset);
+                    assert!(
+                        c.offset as usize <= byte && c.offset >= HEADER_LEN as u64,
+                        "offset {} for a flip at {byte}",
+                        c.offset
+                    );
                     assert_eq!(c.offset, got.end.offset(), "the error names the damaged frame");
                     assert!(matches!(c.problem, Problem::Frame(_)), "{c}");
                 }

@@ -9,12 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memdb_wal::format::{
-    FRAME_VERSION, HEADER_CRC, HEADER_FRAME_VERSION, HEADER_LEN, HEADER_RECORD_VERSION,
-    encode_header, frame_size,
+    FRAME_VERSION, HEADER_CRC, HEADER_FRAME_VERSION, HEADER_LEN, HEADER_RECORD_VERSION, encode_header, frame_size,
 };
-use memdb_wal::internals::{
-    check_parse, check_recover, dir_image, dir_image_with_flags, encode_segment,
-};
+use memdb_wal::internals::{check_parse, check_recover, dir_image, dir_image_with_flags, encode_segment};
 use memdb_wal::parse::scan;
 use memdb_wal::storage::{SimStorage, Storage};
 use memdb_wal::{Durability, Entry, Op, Options, RecordRef, Wal};
@@ -23,20 +20,14 @@ use memdb_wal::{Durability, Entry, Op, Options, RecordRef, Wal};
 type Check = fn(&[u8]);
 
 /// Each fuzz target (a file in `fuzz/fuzz_targets/`) and the check it runs.
-const TARGETS: &[(&str, Check)] = &[
-    ("parse_segment", check_parse),
-    ("recover_dir", check_recover),
-];
+const TARGETS: &[(&str, Check)] = &[("parse_segment", check_parse), ("recover_dir", check_recover)];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
 fn check_for(target: &str) -> Option<Check> {
-    TARGETS
-        .iter()
-        .find(|(name, _)| *name == target)
-        .map(|&(_, check)| check)
+    TARGETS.iter().find(|(name, _)| *name == target).map(|&(_, check)| check)
 }
 
 /// The files directly under `dir`, sorted; none if it does not exist.
@@ -44,10 +35,8 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.expect("listing a fuzz input directory").path())
-        .filter(|p| p.is_file())
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.map(|e| e.expect("listing a fuzz input directory").path()).filter(|p| p.is_file()).collect();
     files.sort();
     files
 }
@@ -78,18 +67,10 @@ fn every_fuzz_target_has_a_check_here() {
         );
         found += 1;
     }
-    assert_eq!(
-        found,
-        TARGETS.len(),
-        "TARGETS names targets missing from {}",
-        targets.display()
-    );
+    assert_eq!(found, TARGETS.len(), "TARGETS names targets missing from {}", targets.display());
     for kind in ["corpus", "regressions"] {
         for target in subdirs(&fuzz_dir().join(kind)) {
-            assert!(
-                check_for(&target).is_some(),
-                "fuzz/{kind}/{target} belongs to no known target"
-            );
+            assert!(check_for(&target).is_some(), "fuzz/{kind}/{target} belongs to no known target");
         }
     }
 }
@@ -110,11 +91,7 @@ fn every_committed_input_passes_its_check() {
         }
     }
     println!("replayed {replayed} fuzz inputs");
-    assert!(
-        replayed >= TARGETS.len(),
-        "no seed corpus found under {}",
-        fuzz_dir().display()
-    );
+    assert!(replayed >= TARGETS.len(), "no seed corpus found under {}", fuzz_dir().display());
     assert!(
         failures.is_empty(),
         "{} fuzz inputs fail their check (panic messages above):\n  {}",
@@ -128,10 +105,7 @@ fn seed_corpus_passes_and_can_be_written() {
     let seeds = seed_corpus();
     let write = std::env::var_os("MEMDB_WRITE_SEED_CORPUS").is_some();
     for (target, name, bytes) in &seeds {
-        assert!(
-            bytes.len() <= 9 << 10,
-            "seed {target}/{name} is over ~8 KiB"
-        );
+        assert!(bytes.len() <= 9 << 10, "seed {target}/{name} is over ~8 KiB");
         let check = check_for(target).expect("seeds only for known targets");
         check(bytes);
         if write {
@@ -146,8 +120,7 @@ fn seed_corpus_passes_and_can_be_written() {
 /// images built from them. Deterministic.
 fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut seeds = Vec::new();
-    let mut parse =
-        |name: &str, bytes: Vec<u8>| seeds.push(("parse_segment", name.to_owned(), bytes));
+    let mut parse = |name: &str, bytes: Vec<u8>| seeds.push(("parse_segment", name.to_owned(), bytes));
 
     let (fresh, _) = log_with(&[], 4096);
     let (few, few_ends) = log_with(&records(6, 40), 4096);
@@ -177,8 +150,7 @@ fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
 
     // A header from a newer format version.
     let mut newer = encode_header(7).to_vec();
-    newer[HEADER_FRAME_VERSION..HEADER_RECORD_VERSION]
-        .copy_from_slice(&(FRAME_VERSION + 1).to_le_bytes());
+    newer[HEADER_FRAME_VERSION..HEADER_RECORD_VERSION].copy_from_slice(&(FRAME_VERSION + 1).to_le_bytes());
     let crc = crc32fast::hash(&newer[..HEADER_CRC]);
     newer[HEADER_CRC..HEADER_CRC + 4].copy_from_slice(&crc.to_le_bytes());
     newer.resize(512, 0);
@@ -187,19 +159,12 @@ fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     // LSNs at the top of the range, where arithmetic overflows.
     let entries = records(3, 20);
     let top = u64::MAX - 1;
-    let refs: Vec<RecordRef<'_>> = (0u64..)
-        .zip(&entries)
-        .map(|(i, e)| RecordRef {
-            lsn: top.wrapping_add(i),
-            entry: e.entry(),
-        })
-        .collect();
+    let refs: Vec<RecordRef<'_>> =
+        (0u64..).zip(&entries).map(|(i, e)| RecordRef { lsn: top.wrapping_add(i), entry: e.entry() }).collect();
     let wrapping = encode_segment(top, &refs);
     parse("lsn-wraps.wal", wrapping);
 
-    let mut recover = |name: &str, files: &[&[u8]]| {
-        seeds.push(("recover_dir", name.to_owned(), dir_image(files)))
-    };
+    let mut recover = |name: &str, files: &[&[u8]]| seeds.push(("recover_dir", name.to_owned(), dir_image(files)));
     let trimmed: Vec<Vec<u8>> = rotated.iter().map(|(_, b)| trim(b)).collect();
     assert_eq!(trimmed.len(), 2, "the rotated log has two segments");
     let [sealed, active] = [&trimmed[0], &trimmed[1]];
@@ -220,10 +185,7 @@ fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     // A log whose last record has the highest LSN: it opens, and refuses appends.
     let max = memdb_wal::format::MAX_LSN;
     let top = records(1, 20);
-    let top = [RecordRef {
-        lsn: max,
-        entry: top[0].entry(),
-    }];
+    let top = [RecordRef { lsn: max, entry: top[0].entry() }];
     recover("full-at-max-lsn", &[&padded(encode_segment(max, &top))]);
     seeds.push((
         "recover_dir",
@@ -242,12 +204,7 @@ struct Owned {
 
 impl Owned {
     fn entry(&self) -> Entry<'_> {
-        Entry {
-            op: self.op,
-            table: "calls",
-            key: &self.key,
-            value: &self.value,
-        }
+        Entry { op: self.op, table: "calls", key: &self.key, value: &self.value }
     }
 }
 
@@ -264,11 +221,7 @@ fn records(n: usize, size: usize) -> Vec<Owned> {
                 Op::Delete => Vec::new(),
                 _ => format!(r#"{{"i":{i},"pad":"{}"}}"#, "x".repeat(size + i % 7)).into_bytes(),
             };
-            Owned {
-                op,
-                key: format!("c:{i}"),
-                value,
-            }
+            Owned { op, key: format!("c:{i}"), value }
         })
         .collect()
 }
@@ -277,11 +230,7 @@ fn records(n: usize, size: usize) -> Vec<Owned> {
 /// `Sync` mode, and the end offset of every frame appended to the first segment.
 fn log_with(records: &[Owned], segment_size: u64) -> (Vec<(String, Vec<u8>)>, Vec<usize>) {
     let storage = SimStorage::default();
-    let opts = Options {
-        durability: Durability::Sync,
-        segment_size,
-        ..Options::default()
-    };
+    let opts = Options { durability: Durability::Sync, segment_size, ..Options::default() };
     let wal = Wal::open_with(Arc::new(storage.clone()), opts).expect("opening a simulated log");
     for r in records {
         wal.append(&r.entry()).expect("appending");
@@ -308,11 +257,7 @@ fn encoded_body_len(segment: &[u8], offset: usize) -> usize {
 /// A log whose every record was truncated away: only an empty segment keeps the LSN floor.
 fn log_truncated_through_all(records: &[Owned]) -> (Vec<(String, Vec<u8>)>, u64) {
     let storage = SimStorage::default();
-    let opts = Options {
-        durability: Durability::Sync,
-        segment_size: 4096,
-        ..Options::default()
-    };
+    let opts = Options { durability: Durability::Sync, segment_size: 4096, ..Options::default() };
     let wal = Wal::open_with(Arc::new(storage.clone()), opts).expect("opening a simulated log");
     let mut last = 0;
     for r in records {

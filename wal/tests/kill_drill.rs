@@ -68,11 +68,7 @@ fn expected(run_seed: u64, lsn: Lsn) -> (Op, String, Vec<u8>) {
         return (Op::Delete, key, Vec::new());
     }
     // Mostly small values, some large ones (up to a third of a segment).
-    let len = if h % 8 == 1 {
-        1024 + (h >> 8) % 20_000
-    } else {
-        (h >> 8) % 600
-    };
+    let len = if h % 8 == 1 { 1024 + (h >> 8) % 20_000 } else { (h >> 8) % 600 };
     let fill = b'a' + ((h >> 40) % 26) as u8;
     let mut value = format!(r#"{{"lsn":{lsn},"pad":""#).into_bytes();
     value.resize(value.len() + len as usize, fill);
@@ -123,12 +119,7 @@ fn child(dir: &Path) {
     loop {
         let lsn = wal.next_lsn();
         let (op, key, value) = expected(run_seed, lsn);
-        let entry = Entry {
-            op,
-            table: TABLE,
-            key: &key,
-            value: &value,
-        };
+        let entry = Entry { op, table: TABLE, key: &key, value: &value };
         match wal.append(&entry) {
             Ok(got) if got == lsn => {}
             Ok(got) => {
@@ -185,15 +176,11 @@ struct Totals {
 
 fn parent() -> ExitCode {
     let seed = env_u64("MEMDB_DRILL_SEED").unwrap_or_else(|| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         mix(now.as_nanos() as u64 ^ u64::from(std::process::id()))
     });
     let iterations = env_u64("MEMDB_DRILL_ITERATIONS").unwrap_or(100);
-    println!(
-        "kill drill: seed {seed:#018x} (replay with MEMDB_DRILL_SEED={seed:#x}), {iterations} iterations"
-    );
+    println!("kill drill: seed {seed:#018x} (replay with MEMDB_DRILL_SEED={seed:#x}), {iterations} iterations");
     let started = Instant::now();
     let mut rng = Rng(seed);
     let run_seed = rng.next();
@@ -228,8 +215,7 @@ fn parent() -> ExitCode {
         // Take acknowledgements until the moment comes, then kill.
         let deadline = Instant::now() + delay;
         let mut opened = false;
-        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
+        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             opened |= model.take(&line, &mut totals);
         }
         child.kill().expect("killing the child");
@@ -240,9 +226,7 @@ fn parent() -> ExitCode {
         }
         reader.join().expect("the reader thread");
         if status.signal() != Some(libc::SIGKILL) {
-            eprintln!(
-                "iteration {iteration}: the child ended by itself ({status}) instead of being killed"
-            );
+            eprintln!("iteration {iteration}: the child ended by itself ({status}) instead of being killed");
             totals.problems += 1;
             break;
         }
@@ -300,16 +284,10 @@ impl Model {
 
 /// Opens the log the killed child left and checks it against the model.
 fn check(dir: &Path, run_seed: u64, model: &mut Model, totals: &mut Totals) -> Result<(), String> {
-    let opts = Options {
-        segment_size: SEGMENT_SIZE,
-        ..Options::default()
-    };
-    let wal =
-        Wal::open(dir, opts).map_err(|e| format!("opening the log after the kill failed: {e}"))?;
-    let records: Vec<Record> = wal
-        .replay(0)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("replaying the recovered log failed: {e}"))?;
+    let opts = Options { segment_size: SEGMENT_SIZE, ..Options::default() };
+    let wal = Wal::open(dir, opts).map_err(|e| format!("opening the log after the kill failed: {e}"))?;
+    let records: Vec<Record> =
+        wal.replay(0).collect::<Result<_, _>>().map_err(|e| format!("replaying the recovered log failed: {e}"))?;
     totals.max_segments = totals.max_segments.max(wal.stats().segments);
     let next = wal.next_lsn();
 
@@ -323,10 +301,7 @@ fn check(dir: &Path, run_seed: u64, model: &mut Model, totals: &mut Totals) -> R
     if let Some(last) = records.last()
         && last.lsn + 1 != next
     {
-        return Err(format!(
-            "the last record has LSN {}, yet the next LSN is {next}",
-            last.lsn
-        ));
+        return Err(format!("the last record has LSN {}, yet the next LSN is {next}", last.lsn));
     }
     for r in &records {
         let (op, key, value) = expected(run_seed, r.lsn);
@@ -349,10 +324,7 @@ fn check(dir: &Path, run_seed: u64, model: &mut Model, totals: &mut Totals) -> R
     }
 
     // The records are consecutive, so the range they span tells what the log holds.
-    let held = records
-        .first()
-        .zip(records.last())
-        .map(|(a, b)| a.lsn..=b.lsn);
+    let held = records.first().zip(records.last()).map(|(a, b)| a.lsn..=b.lsn);
     let holds = |lsn: Lsn| held.as_ref().is_some_and(|range| range.contains(&lsn));
     // Every record acknowledged since the last check and above the truncation point.
     for lsn in model.unchecked.drain(..) {
@@ -370,13 +342,10 @@ fn check(dir: &Path, run_seed: u64, model: &mut Model, totals: &mut Totals) -> R
     let kept = model.truncated_through + 1..=model.max_acked.max(model.max_recovered);
     let all_held = holds(*kept.start()) && holds(*kept.end());
     if !kept.is_empty() && !all_held {
-        return Err(format!(
-            "records {kept:?} must all be in the log, it holds {held:?}"
-        ));
+        return Err(format!("records {kept:?} must all be in the log, it holds {held:?}"));
     }
     model.max_recovered = model.max_recovered.max(next - 1);
-    wal.close()
-        .map_err(|e| format!("closing the log failed: {e}"))?;
+    wal.close().map_err(|e| format!("closing the log failed: {e}"))?;
     if totals.lost > 0 {
         return Err("acknowledged records were lost".into());
     }

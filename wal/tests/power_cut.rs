@@ -110,7 +110,8 @@ fn sync_mode_loses_no_acknowledged_record() {
 fn periodic_mode_loses_only_what_followed_the_last_sync() {
     // A long interval: the background sync never runs, only the explicit syncs count.
     let durability = Durability::Periodic(Duration::from_secs(3600));
-    let (lost, checked) = drill(durability, SimFaults::default(), "periodic_mode_loses_only_what_followed_the_last_sync");
+    let (lost, checked) =
+        drill(durability, SimFaults::default(), "periodic_mode_loses_only_what_followed_the_last_sync");
     assert_eq!(lost, 0);
     assert!(checked > 0);
 }

@@ -12,7 +12,12 @@ use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Step {
-    Append { op: Op, table: String, key: String, value: Vec<u8> },
+    Append {
+        op: Op,
+        table: String,
+        key: String,
+        value: Vec<u8>,
+    },
     Sync,
     Reopen,
     /// Truncate through the LSN this fraction (in thousandths) of the way into the log.

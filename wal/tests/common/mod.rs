@@ -28,7 +28,12 @@ pub fn append_derived(wal: &Wal, size: usize) -> Result<Lsn, memdb_wal::Error> {
 pub fn assert_derived(record: &Record) {
     assert_eq!(record.key, format!("k{}", record.lsn), "key of LSN {}", record.lsn);
     let prefix = format!("{{\"lsn\":{},\"pad\":\"", record.lsn);
-    assert!(record.value.starts_with(prefix.as_bytes()), "value of LSN {} is {:?}", record.lsn, String::from_utf8_lossy(&record.value));
+    assert!(
+        record.value.starts_with(prefix.as_bytes()),
+        "value of LSN {} is {:?}",
+        record.lsn,
+        String::from_utf8_lossy(&record.value)
+    );
 }
 
 /// All records from `from`, failing the test on an error.
