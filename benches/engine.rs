@@ -449,9 +449,12 @@ impl Rng {
     }
 }
 
+/// One shard of the bare map: what memdb's cache is, without the WAL and the bookkeeping.
+type BareShard = HashMap<Arc<str>, Arc<str>, foldhash::fast::RandomState>;
+
 /// The limit for reads: the engine's sharding idea with nothing else.
 struct BareMap {
-    shards: Box<[RwLock<HashMap<Arc<str>, Arc<str>, foldhash::fast::RandomState>>]>,
+    shards: Box<[RwLock<BareShard>]>,
     hasher: foldhash::fast::RandomState,
 }
 
