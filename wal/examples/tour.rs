@@ -1,6 +1,6 @@
 //! A tour of the WAL: append in both durability modes, reopen and replay, truncate.
 //!
-//! `cargo run --release -p memdb-wal --example demo [DIR]` (a temp dir when omitted).
+//! `cargo run --release -p memdb-wal --example tour [DIR]` (a temp dir when omitted).
 
 use std::time::{Duration, Instant};
 
