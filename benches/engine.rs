@@ -1,15 +1,19 @@
 //! Engine benchmarks: memdb against the baselines it must come close to, measured in the
 //! same run (STYLE.md item 14), with a 214-byte telephony record.
 //!
-//! 1. `insert`: one task on a current-thread runtime, into a fresh database per sample;
-//!    beside it the parts an insert is made of (serialising, a bare WAL append, a bare map
-//!    insert), each alone.
+//! 1. `insert`: one task on a current-thread runtime (new keys, typed or pre-serialised;
+//!    overwrites), one database per case; beside it the parts an insert is made of
+//!    (serde_json, a bare WAL append, a bare map insert), each alone, in CPU time.
 //! 2. `get`: hits, memdb against a bare sharded map (128 × `RwLock<HashMap<Arc<str>,
 //!    Arc<str>>>` with foldhash, the engine's sharding) holding the same keys and values,
-//!    for 1k hot keys and uniformly over all loaded keys, on 1 and 2 threads.
+//!    for 1k hot keys and uniformly over all loaded keys, on 1 and 2 threads. The ratio
+//!    judged comes from paired rounds (memdb and the map back to back, alternating), so
+//!    both see the same neighbours.
 //! 3. `flush`: `db.flush(None)` of 100k dirty records into the GIN-indexed table, against
 //!    tokio-postgres writing the same rows into an identical fresh table by staged binary
-//!    COPY and by `unnest` upserts in 5k/10k-row batches. Rounds interleave the systems.
+//!    COPY and by `unnest` upserts in 5k/10k-row batches (the goal's baselines, one
+//!    connection like the flush), plus sorted batches on two connections as headroom.
+//!    Rounds interleave the systems, rotating their order.
 //! 4. `latency`: individual `get` (hits) and `insert` calls, timed one by one from a task
 //!    on a 2-worker runtime, while a flush of 100k records runs, and with none running.
 //!    Each op also records whether its thread was preempted, blocked or page-faulted.
@@ -21,8 +25,9 @@
 //! `PG_DSN` when set, else a private throwaway cluster (`memdb::postgres::test_dsn`).
 //! Parts 3–5 are too slow for criterion's sampling and time themselves; every part prints
 //! a line after criterion's report, and a table of every number, goal and ratio closes.
+//! CPU time and waiting-for-a-CPU come from `/proc/thread-self/schedstat`, as in `wal.rs`.
 //!
-//! Run: `cargo bench --bench engine` (about 5 minutes on the 2-core dev machine).
+//! Run: `cargo bench --bench engine` (3½–5 minutes on the 2-core dev machine).
 //! Smoke (each case once, small): `cargo bench --bench engine -- --test`.
 //! `MEMDB_BENCH_PARTS=2,5` runs only some parts; WAL files go under `MEMDB_BENCH_DIR` if
 //! set, else under cargo's `CARGO_TARGET_TMPDIR`.
@@ -589,14 +594,14 @@ fn concurrently<S>(
 fn inserts(c: &mut Criterion, dsn: &str) {
     let rt = current_thread();
     let table = table_name("ins");
-    {
-        let first = rt.block_on(open_db(dsn));
-        rt.block_on(first.db.create_table(&table, &serde_json::json!({}))).expect("create table");
-    }
     let keys = Keys::sequential(scaled(4_000_000, 1_000));
     let json = Call::json(42);
     let raw = RawValue::from_string(json.clone()).expect("raw JSON");
     let overwrite_keys = scaled(100_000, 100);
+    {
+        let first = rt.block_on(open_db(dsn));
+        rt.block_on(first.db.create_table(&table, &serde_json::json!({}))).expect("create table");
+    }
 
     let mut group = c.benchmark_group("insert");
     group.throughput(Throughput::Elements(1));
@@ -606,77 +611,59 @@ fn inserts(c: &mut Criterion, dsn: &str) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
 
-    // memdb, new keys, a typed struct serialised by the engine: the headline.
-    let mut struct_new = Samples::default();
-    group.bench_function("memdb/new_keys/struct", |b| {
-        b.iter_custom(|iters| {
-            let fresh = rt.block_on(open_db(dsn));
-            let db = &fresh.db;
-            let mut call = Call::new(0);
-            let (elapsed, cpu) = on_cpu(|| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        call.vary(i);
-                        db.insert(&table, keys.get(i), &call).await.expect("insert");
-                    }
-                    start.elapsed()
-                })
-            });
-            struct_new.push(iters, elapsed, cpu)
-        });
-    });
-
-    // The same with pre-serialised JSON (`&RawValue`): the engine without serde's work.
-    let mut raw_new = Samples::default();
-    group.bench_function("memdb/new_keys/raw_json", |b| {
-        b.iter_custom(|iters| {
-            let fresh = rt.block_on(open_db(dsn));
-            let db = &fresh.db;
-            let (elapsed, cpu) = on_cpu(|| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        db.insert(&table, keys.get(i), &*raw).await.expect("insert");
-                    }
-                    start.elapsed()
-                })
-            });
-            raw_new.push(iters, elapsed, cpu)
-        });
-    });
-
-    // Overwrites of keys already in memory (live calls changing state).
-    let mut struct_over = Samples::default();
-    group.bench_function("memdb/overwrite/struct", |b| {
-        b.iter_custom(|iters| {
-            let fresh = rt.block_on(open_db(dsn));
-            let db = &fresh.db;
-            let mut call = Call::new(0);
+    // One database per case, opened before it (an open per sample would count in
+    // criterion's estimate and leave samples of a few thousand inserts). Keys go on
+    // across samples, so every insert of a `new_keys` case adds a record.
+    let mut cases = Vec::new();
+    for (name, typed, overwrite) in [
+        ("memdb/new_keys/struct", true, false),
+        ("memdb/new_keys/raw_json", false, false),
+        ("memdb/overwrite/struct", true, true),
+    ] {
+        let bench = rt.block_on(open_db(dsn));
+        let db = &bench.db;
+        if overwrite {
             rt.block_on(async {
                 for i in 0..overwrite_keys {
                     db.insert(&table, keys.get(i), &*raw).await.expect("preload");
                 }
             });
-            let (elapsed, cpu) = on_cpu(|| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        call.vary(i);
-                        db.insert(&table, keys.get(i % overwrite_keys), &call).await.expect("insert");
-                    }
-                    start.elapsed()
-                })
+        }
+        let mut next = 0u64;
+        let mut call = Call::new(0);
+        let mut samples = Samples::default();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (first, end) = (next, next + iters);
+                next = end;
+                let (elapsed, cpu) = on_cpu(|| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for i in first..end {
+                            let key = if overwrite { keys.get(i % overwrite_keys) } else { keys.get(i) };
+                            if typed {
+                                call.vary(i);
+                                db.insert(&table, key, &call).await.expect("insert");
+                            } else {
+                                db.insert(&table, key, &*raw).await.expect("insert");
+                            }
+                        }
+                        start.elapsed()
+                    })
+                });
+                samples.push(iters, elapsed, cpu)
             });
-            struct_over.push(iters, elapsed, cpu)
         });
-    });
+        cases.push(samples);
+        // Dropped without `close`: the dirty records are not flushed, the WAL goes.
+        drop(bench);
+    }
 
     // The parts an insert is made of, each alone.
     let mut serialise = Samples::default();
+    let mut call = Call::new(0);
     group.bench_function("part/serde_json_to_string", |b| {
         b.iter_custom(|iters| {
-            let mut call = Call::new(0);
             let (elapsed, cpu) = on_cpu(|| {
                 let start = Instant::now();
                 for i in 0..iters {
@@ -690,41 +677,56 @@ fn inserts(c: &mut Criterion, dsn: &str) {
     });
 
     let mut wal_append = Samples::default();
-    group.bench_function("part/wal_append_nowait", |b| {
-        b.iter_custom(|iters| {
-            let dir = tempdir();
-            let wal = Wal::open(dir.path(), Options::default()).expect("open WAL");
-            let (elapsed, cpu) = on_cpu(|| {
-                let start = Instant::now();
-                for i in 0..iters {
-                    let entry = Entry { op: Op::Put, table: &table, key: keys.get(i), value: json.as_bytes() };
-                    black_box(wal.append_nowait(&entry).expect("append"));
-                }
-                start.elapsed()
+    {
+        let dir = tempdir();
+        let wal = Wal::open(dir.path(), Options::default()).expect("open WAL");
+        let mut next = 0u64;
+        group.bench_function("part/wal_append_nowait", |b| {
+            b.iter_custom(|iters| {
+                let (first, end) = (next, next + iters);
+                next = end;
+                let (elapsed, cpu) = on_cpu(|| {
+                    let start = Instant::now();
+                    for i in first..end {
+                        let entry = Entry { op: Op::Put, table: &table, key: keys.get(i), value: json.as_bytes() };
+                        black_box(wal.append_nowait(&entry).expect("append"));
+                    }
+                    start.elapsed()
+                });
+                wal_append.push(iters, elapsed, cpu)
             });
-            drop(wal);
-            wal_append.push(iters, elapsed, cpu)
         });
-    });
+    }
 
+    // New keys into one growing map, like the engine's new-key case (a fresh map past
+    // 2M keys, untimed, to bound memory).
     let mut map_insert = Samples::default();
-    group.bench_function("part/bare_map_insert/new_keys", |b| {
-        b.iter_custom(|iters| {
-            let map = BareMap::new();
-            let (elapsed, cpu) = on_cpu(|| {
-                let start = Instant::now();
-                for i in 0..iters {
-                    map.insert(keys.get(i), &json);
+    {
+        let mut map = BareMap::new();
+        let mut next = 0u64;
+        group.bench_function("part/bare_map_insert/new_keys", |b| {
+            b.iter_custom(|iters| {
+                if next > 2_000_000 {
+                    map = BareMap::new();
+                    next = 0;
                 }
-                start.elapsed()
+                let (first, end) = (next, next + iters);
+                next = end;
+                let (elapsed, cpu) = on_cpu(|| {
+                    let start = Instant::now();
+                    for i in first..end {
+                        map.insert(keys.get(i), &json);
+                    }
+                    start.elapsed()
+                });
+                map_insert.push(iters, elapsed, cpu)
             });
-            drop(map);
-            map_insert.push(iters, elapsed, cpu)
         });
-    });
+    }
     group.finish();
 
-    if struct_new.0.is_empty() || raw_new.0.is_empty() {
+    let [struct_new, raw_new, struct_over] = &cases[..] else { return };
+    if struct_new.0.is_empty() || raw_new.0.is_empty() || struct_over.0.is_empty() {
         return;
     }
     // CPU time per op, not wall time: the parts and the whole ran at different moments
@@ -740,42 +742,34 @@ fn inserts(c: &mut Criterion, dsn: &str) {
         )
     };
     summary(format!(
-        "insert (1 task, current-thread runtime, fresh database per sample): new keys with a typed struct {}; with raw JSON {}; overwrites {}; \
-         parts alone: serde_json::to_string {}, WAL append_nowait {}, bare map insert {}; CPU per insert {:.0} ns against {parts_ns:.0} ns for the parts: the engine adds {:.0} ns",
-        line(&struct_new),
-        line(&raw_new),
-        line(&struct_over),
+        "insert (1 task, current-thread runtime, Periodic durability): new keys with a typed struct {}; with raw JSON {}; overwrites of {overwrite_keys} keys {}; \
+         parts alone: serde_json::to_string {}, WAL append_nowait {}, bare map insert {}; CPU per insert {:.0} ns against {parts_ns:.0} ns for the parts: the engine adds {:.0} ns; \
+         by CPU time alone (no neighbours) {} inserts/s",
+        line(struct_new),
+        line(raw_new),
+        line(struct_over),
         line(&serialise),
         line(&wal_append),
         line(&map_insert),
         struct_new.cpu_ns(),
         struct_new.cpu_ns() - parts_ns,
+        if struct_new.cpu_ns() > 0.0 { fmt_rate(1e9 / struct_new.cpu_ns()) } else { "?".into() },
     ));
     let python = 100_000.0;
-    row(
-        "1 insert, new keys, typed struct (1 task)",
-        format!("{} ops/s ({:.0} ns CPU each)", fmt_rate(struct_new.rate()), struct_new.cpu_ns()),
-        "original Python ~100k/s".into(),
-        format!("{:.1}x Python", struct_new.rate() / python),
-        ">= 1M ops/s",
-        verdict(struct_new.rate() >= 1e6),
-    );
-    row(
-        "1 insert, new keys, raw JSON (1 task)",
-        format!("{} ops/s ({:.0} ns CPU each)", fmt_rate(raw_new.rate()), raw_new.cpu_ns()),
-        String::new(),
-        String::new(),
-        "(diagnostic)",
-        "",
-    );
-    row(
-        "1 insert, overwrite, typed struct (1 task)",
-        format!("{} ops/s ({:.0} ns CPU each)", fmt_rate(struct_over.rate()), struct_over.cpu_ns()),
-        String::new(),
-        String::new(),
-        ">= 1M ops/s",
-        verdict(struct_over.rate() >= 1e6),
-    );
+    for (what, s, goal) in [
+        ("1 insert, new keys, typed struct (1 task)", struct_new, ">= 1M ops/s"),
+        ("1 insert, new keys, raw JSON (1 task)", raw_new, ">= 1M ops/s"),
+        ("1 insert, overwrite, typed struct (1 task)", struct_over, ">= 1M ops/s"),
+    ] {
+        row(
+            what,
+            format!("{} ops/s ({:.0} ns CPU each)", fmt_rate(s.rate()), s.cpu_ns()),
+            "original Python ~100k/s".into(),
+            format!("{:.1}x Python", s.rate() / python),
+            goal,
+            verdict(s.rate() >= 1e6),
+        );
+    }
     row(
         "1 insert CPU vs its parts alone",
         format!("{:.0} ns CPU", struct_new.cpu_ns()),
@@ -895,6 +889,45 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
         assert!(map.get(&key(i)).is_some(), "bare map holds the hot keys");
     }
     let misses = db.stats().cache_misses;
+    // `count` lookups from `offset` on, on `threads` threads (a current-thread runtime
+    // each for memdb); thread `t` starts further along the key sequence.
+    let bare_gets = |keys: &Keys, threads: u64, offset: u64, count: u64| {
+        concurrently(
+            threads,
+            count,
+            || (),
+            |(), t, count| {
+                let base = offset + t * 1_000_003;
+                for i in 0..count {
+                    black_box(map.get(keys.get(base + i)));
+                }
+            },
+        )
+    };
+    let memdb_gets = |keys: &Keys, threads: u64, offset: u64, count: u64| {
+        let one = |rt: &mut Runtime, t: u64, count: u64| {
+            let base = offset + t * 1_000_003;
+            rt.block_on(async {
+                for i in 0..count {
+                    black_box(db.get(table, keys.get(base + i)).await.expect("get"));
+                }
+            });
+        };
+        if threads == 1 {
+            // The loaded database's own runtime, on this thread.
+            let start = Instant::now();
+            let ((), cpu) = on_cpu(|| {
+                rt.block_on(async {
+                    for i in 0..count {
+                        black_box(db.get(table, keys.get(offset + i)).await.expect("get"));
+                    }
+                });
+            });
+            (start.elapsed(), cpu)
+        } else {
+            concurrently(threads, count, current_thread, one)
+        }
+    };
 
     let mut group = c.benchmark_group("get");
     group.throughput(Throughput::Elements(1));
@@ -902,85 +935,73 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    let mut results: Vec<(String, u64, Samples, Samples)> = Vec::new();
-    for (case, keys) in [("hot_1k", &hot), (if *n >= LOADED_RECORDS { "uniform_1M" } else { "uniform" }, &uniform)] {
+        .measurement_time(Duration::from_secs(2));
+    let uniform_name = if *n >= LOADED_RECORDS { "uniform_1M" } else { "uniform" };
+    for (case, keys) in [("hot_1k", &hot), (uniform_name, &uniform)] {
         for threads in [1u64, 2] {
             let next = AtomicU64::new(0);
             let mut bare = Samples::default();
             group.bench_function(BenchmarkId::new(format!("bare_map/{case}"), threads), |b| {
                 b.iter_custom(|iters| {
-                    let offset = next.fetch_add(iters, Ordering::Relaxed);
-                    let (elapsed, cpu) = concurrently(
-                        threads,
-                        iters,
-                        || (),
-                        |(), t, count| {
-                            let base = offset + t * 1_000_003;
-                            for i in 0..count {
-                                black_box(map.get(keys.get(base + i)));
-                            }
-                        },
-                    );
+                    let (elapsed, cpu) = bare_gets(keys, threads, next.fetch_add(iters, Ordering::Relaxed), iters);
                     bare.push(iters, elapsed, cpu)
                 });
             });
             let mut engine = Samples::default();
             group.bench_function(BenchmarkId::new(format!("memdb/{case}"), threads), |b| {
                 b.iter_custom(|iters| {
-                    let offset = next.fetch_add(iters, Ordering::Relaxed);
-                    let (elapsed, cpu) = if threads == 1 {
-                        on_cpu(|| {
-                            rt.block_on(async {
-                                let start = Instant::now();
-                                for i in 0..iters {
-                                    black_box(db.get(table, keys.get(offset + i)).await.expect("get"));
-                                }
-                                start.elapsed()
-                            })
-                        })
-                    } else {
-                        concurrently(threads, iters, current_thread, |rt, t, count| {
-                            let base = offset + t * 1_000_003;
-                            rt.block_on(async {
-                                for i in 0..count {
-                                    black_box(db.get(table, keys.get(base + i)).await.expect("get"));
-                                }
-                            });
-                        })
-                    };
+                    let (elapsed, cpu) = memdb_gets(keys, threads, next.fetch_add(iters, Ordering::Relaxed), iters);
                     engine.push(iters, elapsed, cpu)
                 });
             });
-            if !engine.0.is_empty() && !bare.0.is_empty() {
-                results.push((case.to_owned(), threads, engine, bare));
+            if engine.0.is_empty() || bare.0.is_empty() {
+                continue;
             }
+            // The ratio judged: paired rounds, memdb and the bare map back to back in
+            // alternating order, so both see the same neighbours' load.
+            let rounds = if smoke() { 1 } else { 9 };
+            let count = if smoke() { 1_000 } else { (bare.rate() * 0.15) as u64 };
+            let mut wall = Vec::new();
+            let mut on_cpu_ratio = Vec::new();
+            for round in 0..rounds {
+                let offset = next.fetch_add(2 * count, Ordering::Relaxed);
+                let measure_bare = || bare_gets(keys, threads, offset, count);
+                let measure_memdb = || memdb_gets(keys, threads, offset + count, count);
+                let ((b_wall, b_cpu), (m_wall, m_cpu)) = if round % 2 == 0 {
+                    let b = measure_bare();
+                    (b, measure_memdb())
+                } else {
+                    let m = measure_memdb();
+                    (measure_bare(), m)
+                };
+                wall.push(b_wall.as_secs_f64() / m_wall.as_secs_f64().max(f64::MIN_POSITIVE));
+                on_cpu_ratio.push(b_cpu.on.as_secs_f64() / m_cpu.on.as_secs_f64().max(f64::MIN_POSITIVE));
+            }
+            let (ratio, cpu_ratio) = (median(&mut wall), median(&mut on_cpu_ratio));
+            let spread = format!("{:.2}..{:.2}", wall.first().unwrap_or(&0.0), wall.last().unwrap_or(&0.0));
+            summary(format!(
+                "get/{case}/{threads} thread(s): memdb {} gets/s ({:.0} ns CPU per get, {:.0}% waiting for a CPU), bare map {} gets/s ({:.0} ns CPU, {:.0}% waiting) in criterion's runs; \
+                 {rounds} paired rounds of {count} gets: memdb at {ratio:.2}x of the limit by the wall clock (rounds {spread}), {cpu_ratio:.2}x by CPU time (goal >= 0.8x: {})",
+                fmt_rate(engine.rate()),
+                engine.cpu_ns(),
+                engine.waiting(threads),
+                fmt_rate(bare.rate()),
+                bare.cpu_ns(),
+                bare.waiting(threads),
+                verdict(ratio >= 0.8),
+            ));
+            row(
+                &format!("2 get hit, {case}, {threads} thread(s)"),
+                format!("{} /s ({:.0} ns CPU)", fmt_rate(engine.rate()), engine.cpu_ns()),
+                format!("bare map {} /s ({:.0} ns CPU)", fmt_rate(bare.rate()), bare.cpu_ns()),
+                format!("{ratio:.2}x paired (CPU {cpu_ratio:.2}x)"),
+                ">= 0.8x",
+                verdict(ratio >= 0.8),
+            );
         }
     }
     group.finish();
     assert_eq!(db.stats().cache_misses, misses, "every get was a hit");
-    for (case, threads, engine, bare) in results {
-        let ratio = engine.rate() / bare.rate().max(f64::MIN_POSITIVE);
-        let cpu_ratio = bare.cpu_ns() / engine.cpu_ns().max(f64::MIN_POSITIVE);
-        summary(format!(
-            "get/{case}/{threads} thread(s): memdb {} gets/s ({:.0} ns CPU per get, {:.0}% waiting for a CPU), bare map {} gets/s ({:.0} ns CPU, {:.0}% waiting): {ratio:.2}x of the limit by the wall clock, {cpu_ratio:.2}x by CPU time (goal >= 0.8x: {})",
-            fmt_rate(engine.rate()),
-            engine.cpu_ns(),
-            engine.waiting(threads),
-            fmt_rate(bare.rate()),
-            bare.cpu_ns(),
-            bare.waiting(threads),
-            verdict(ratio >= 0.8),
-        ));
-        row(
-            &format!("2 get hit, {case}, {threads} thread(s)"),
-            format!("{} /s ({:.0} ns CPU)", fmt_rate(engine.rate()), engine.cpu_ns()),
-            format!("bare map {} /s ({:.0} ns CPU)", fmt_rate(bare.rate()), bare.cpu_ns()),
-            format!("{ratio:.2}x (CPU {cpu_ratio:.2}x)"),
-            ">= 0.8x",
-            verdict(ratio >= 0.8),
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1009,6 +1030,8 @@ enum Writer {
     Memdb,
     StagedCopy,
     Unnest(usize),
+    /// Headroom, not a goal's baseline: batches sorted by key, on two connections at once.
+    SortedOnTwoConnections(usize),
 }
 
 impl Writer {
@@ -1017,6 +1040,9 @@ impl Writer {
             Self::Memdb => "memdb flush(None)".into(),
             Self::StagedCopy => "staged binary COPY + upsert".into(),
             Self::Unnest(n) => format!("unnest upsert, {}k-row batches", n / 1_000),
+            Self::SortedOnTwoConnections(n) => {
+                format!("unnest upsert, sorted {}k-row batches on 2 connections", n / 1_000)
+            }
         }
     }
 }
@@ -1069,6 +1095,34 @@ async fn unnest(client: &Client, table: &str, rows: &Rows, batch: usize) -> Resu
     Ok(())
 }
 
+/// [`unnest`] with each batch sorted by key and every other batch on a second connection.
+async fn unnest_on_two(
+    clients: [&Client; 2],
+    table: &str,
+    rows: &Rows,
+    batch: usize,
+) -> Result<(), tokio_postgres::Error> {
+    let sql = format!(
+        "INSERT INTO {table} AS t (key, data, lsn) SELECT k, d::jsonb, l FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(k, d, l) {UPSERT_TAIL}"
+    );
+    let half = async |which: usize| -> Result<(), tokio_postgres::Error> {
+        let client = clients[which];
+        let statement = client.prepare(&sql).await?;
+        for (b, chunk) in rows.order.chunks(batch).enumerate().filter(|(b, _)| b % 2 == which) {
+            let mut chunk = chunk.to_vec();
+            chunk.sort_unstable();
+            let keys: Vec<&str> = chunk.iter().map(|&i| rows.keys[i].as_str()).collect();
+            let json: Vec<&str> = chunk.iter().map(|&i| rows.json[i].as_str()).collect();
+            let first = i64::try_from(b * batch).unwrap_or(0) + 1;
+            let lsns: Vec<i64> = (first..).take(chunk.len()).collect();
+            client.execute(&statement, &[&keys, &json, &lsns]).await?;
+        }
+        Ok(())
+    };
+    let (a, b) = tokio::join!(half(0), half(1));
+    a.and(b)
+}
+
 /// One timed write of all `rows` by `writer` into a fresh table; returns the time.
 async fn flush_once(dsn: &str, client: &mut Client, writer: Writer, round: usize, rows: &Rows) -> Duration {
     let n = rows.keys.len();
@@ -1090,14 +1144,21 @@ async fn flush_once(dsn: &str, client: &mut Client, writer: Writer, round: usize
             drop_memdb_table(client, &table).await;
             elapsed
         }
-        Writer::StagedCopy | Writer::Unnest(_) => {
+        Writer::StagedCopy | Writer::Unnest(_) | Writer::SortedOnTwoConnections(_) => {
             let table = table_name(&format!("direct_{round}"));
             client.batch_execute(&baseline_ddl(&table)).await.expect("create the baseline table");
+            let second = match writer {
+                Writer::SortedOnTwoConnections(_) => Some(connect(dsn).await),
+                _ => None,
+            };
             let start = Instant::now();
-            match writer {
-                Writer::StagedCopy => staged_copy(client, &table, rows).await,
-                Writer::Unnest(batch) => unnest(client, &table, rows, batch).await,
-                Writer::Memdb => unreachable!(),
+            match (writer, &second) {
+                (Writer::StagedCopy, _) => staged_copy(client, &table, rows).await,
+                (Writer::Unnest(batch), _) => unnest(client, &table, rows, batch).await,
+                (Writer::SortedOnTwoConnections(batch), Some(second)) => {
+                    unnest_on_two([client, second], &table, rows, batch).await
+                }
+                _ => unreachable!("a direct writer"),
             }
             .expect("direct write");
             let elapsed = start.elapsed();
@@ -1113,7 +1174,15 @@ fn flushes(dsn: &str) {
     let n = scaled(FLUSH_RECORDS, 2_000);
     let rounds = if smoke() { 1 } else { FLUSH_ROUNDS };
     let rows = Rows::new(n);
-    let writers = [Writer::Memdb, Writer::StagedCopy, Writer::Unnest(5_000), Writer::Unnest(10_000)];
+    let writers = [
+        Writer::Memdb,
+        Writer::StagedCopy,
+        Writer::Unnest(5_000),
+        Writer::Unnest(10_000),
+        Writer::SortedOnTwoConnections(5_000),
+    ];
+    // The baselines of the goal: one connection, as memdb's flush uses.
+    let goal_baselines = 1..4;
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); writers.len()];
     let began = Instant::now();
     rt.block_on(async {
@@ -1132,7 +1201,7 @@ fn flushes(dsn: &str) {
     let all: Vec<String> = rates.iter().map(|r| r.iter().map(|x| fmt_rate(*x)).collect::<Vec<_>>().join("/")).collect();
     let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
     let (best, best_rate) =
-        (1..writers.len()).map(|w| (w, medians[w])).max_by(|a, b| a.1.total_cmp(&b.1)).expect("baselines");
+        goal_baselines.map(|w| (w, medians[w])).max_by(|a, b| a.1.total_cmp(&b.1)).expect("baselines");
     let ratio = medians[0] / best_rate.max(f64::MIN_POSITIVE);
     let detail: Vec<String> = writers
         .iter()
@@ -1157,7 +1226,11 @@ fn flushes(dsn: &str) {
     for (w, writer) in writers.iter().enumerate().skip(1) {
         if w != best {
             row(
-                "3 (other baseline)",
+                if matches!(writer, Writer::SortedOnTwoConnections(_)) {
+                    "3 (headroom, not the goal's)"
+                } else {
+                    "3 (other baseline)"
+                },
                 String::new(),
                 format!("{} {} rows/s", writer.name(), fmt_rate(medians[w])),
                 format!("{:.2}x", medians[0] / medians[w].max(f64::MIN_POSITIVE)),
