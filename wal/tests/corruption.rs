@@ -149,7 +149,7 @@ fn every_bit_flip_in_the_first_8k_is_caught() {
 
 #[test]
 fn repair_cuts_at_the_corruption_and_says_so() {
-    let (disk, originals) = fixture(40);
+    let (disk, _) = fixture(40);
     let name = segment_name(1);
     let mut bytes = disk.read(&name).expect("read");
     bytes[HEADER_LEN + 30] ^= 0xff; // inside the first frame's body
@@ -163,12 +163,11 @@ fn repair_cuts_at_the_corruption_and_says_so() {
     assert!(common::replay_all(&wal, 1).is_empty(), "everything after the corruption is gone");
     assert_eq!(wal.next_lsn(), 1);
     drop(wal);
-    let _ = originals;
     assert!(open(&damaged, RecoveryMode::Strict).is_ok(), "after repair the log opens normally");
 }
 
-#[test]
-fn damage_in_a_sealed_segment_is_refused_even_at_its_end() {
+/// A disk holding three full segments of synced records, and their names in order.
+fn three_segments() -> (SimStorage, Vec<String>) {
     let disk = SimStorage::default();
     let wal = Wal::open_with(Arc::new(disk.clone()), Options { segment_size: 4096, ..opts() }).expect("open");
     while wal.stats().segments < 3 {
@@ -177,6 +176,12 @@ fn damage_in_a_sealed_segment_is_refused_even_at_its_end() {
     drop(wal);
     let mut names = disk.list().expect("list");
     names.sort();
+    (disk, names)
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_refused_even_at_its_end() {
+    let (disk, names) = three_segments();
     let first = &names[0];
     let bytes = disk.read(first).expect("read");
     let end = scan(&bytes).expect("scan").end.offset() as usize;
@@ -194,14 +199,7 @@ fn damage_in_a_sealed_segment_is_refused_even_at_its_end() {
 
 #[test]
 fn a_missing_segment_in_the_middle_is_refused() {
-    let disk = SimStorage::default();
-    let wal = Wal::open_with(Arc::new(disk.clone()), Options { segment_size: 4096, ..opts() }).expect("open");
-    while wal.stats().segments < 3 {
-        common::append_derived(&wal, 200).expect("append");
-    }
-    drop(wal);
-    let mut names = disk.list().expect("list");
-    names.sort();
+    let (disk, names) = three_segments();
     disk.remove(&names[1]).expect("remove");
     let Err(Error::Corrupt(c)) = open(&disk, RecoveryMode::Strict) else { panic!("must refuse") };
     assert_eq!(c.segment, names[2]);
