@@ -36,6 +36,7 @@ mod frame;
 pub mod internals;
 mod options;
 pub mod parse;
+mod prefault;
 mod record;
 mod recovery;
 mod replay;

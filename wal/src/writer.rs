@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::format::{HEADER_LEN, MAX_LSN, segment_name};
 use crate::frame::encode_frame;
 use crate::options::Options;
+use crate::prefault::{self, Prefaulter};
 use crate::record::{Entry, Lsn};
 use crate::segment::{self, Sealed};
 use crate::storage::{SegmentFile, Storage};
@@ -48,11 +49,14 @@ pub(crate) struct Writer {
     /// Set by `Wal::close`: no more appends.
     pub closed: bool,
     buf: Vec<u8>,
+    prefaulter: Prefaulter,
 }
 
 impl Writer {
     pub(crate) fn new(active: Active, sealed: Vec<Sealed>, next_lsn: Lsn) -> Self {
-        Self { active, sealed, next_lsn, closed: false, buf: Vec::with_capacity(4096) }
+        let prefaulter = Prefaulter::spawn();
+        prefaulter.ahead(&active.file, active.offset);
+        Self { active, sealed, next_lsn, closed: false, buf: Vec::with_capacity(4096), prefaulter }
     }
 
     /// Appends one frame and returns its LSN and the LSN made durable by a rotation, if
@@ -83,6 +87,9 @@ impl Writer {
             .map_err(|e| Failure::Fatal(Error::io("appending to", &self.active.name, e)))?;
         self.active.offset += self.buf.len() as u64;
         self.next_lsn += 1;
+        if offset / prefault::CHUNK != self.active.offset / prefault::CHUNK {
+            self.prefaulter.ahead(&self.active.file, self.active.offset);
+        }
         Ok((lsn, rotated))
     }
 
@@ -113,6 +120,7 @@ impl Writer {
             synced_to: Arc::new(AtomicU64::new(HEADER_LEN as u64)),
         };
         let old = std::mem::replace(&mut self.active, new);
+        self.prefaulter.ahead(&self.active.file, self.active.offset);
         tracing::debug!(sealed = %old.name, next = %self.active.name, "WAL segment rotated");
         // An active segment without records has the new one's name: the new one replaced it.
         if old.first_lsn < self.next_lsn {

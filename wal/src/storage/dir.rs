@@ -155,4 +155,20 @@ impl SegmentFile for MappedFile {
     fn sync_all(&self) -> io::Result<()> {
         self.file.sync_all()
     }
+
+    fn prefault(&self, offset: u64, len: u64) {
+        const PAGE: usize = 4096;
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else { return };
+        let start = offset / PAGE * PAGE;
+        let end = offset.saturating_add(len).min(self.map.len());
+        if start >= end {
+            return;
+        }
+        // SAFETY: `start..end` lies inside the mapping, which lives as long as `self`;
+        // MADV_POPULATE_WRITE faults the pages in (as a write would) without changing
+        // their contents, so it is harmless to bytes being written concurrently. An
+        // error (e.g. a kernel older than 5.14) only means appends fault as before.
+        let _ =
+            unsafe { libc::madvise(self.map.as_mut_ptr().add(start).cast(), end - start, libc::MADV_POPULATE_WRITE) };
+    }
 }

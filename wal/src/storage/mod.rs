@@ -92,4 +92,8 @@ pub trait SegmentFile: Send + Sync {
     /// # Errors
     /// Any I/O error; after one, the state of the file on disk is unknown.
     fn sync_all(&self) -> io::Result<()>;
+    /// Asks for bytes `offset..offset + len` to be made ready for writing (mapped, and
+    /// their pages allocated) without changing them, so later writes there do not stall
+    /// on page faults. A hint: it may do nothing, and it never fails.
+    fn prefault(&self, _offset: u64, _len: u64) {}
 }
