@@ -138,23 +138,29 @@ impl MemDb {
     /// As [`MemDb::insert`].
     pub async fn upsert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
         self.check_open()?;
-        let json = serde_json::to_string(value).map_err(|e| Error::InvalidValue {
+        let inner = &self.inner;
+        let value = crate::json::serialize(value).map_err(|e| Error::InvalidValue {
             table: table.into(),
             key: key.into(),
             reason: e.to_string(),
         })?;
-        let t = self.inner.table_for_write(table).await?;
         validate::key(key)?;
-        validate::value(table, key, json.as_bytes(), self.inner.config.max_record_bytes)?;
-        t.schema().check(table, key, json.as_bytes())?;
-        self.inner.backpressure().await?;
-        let value: Arc<str> = Arc::from(json);
-        let inner = &self.inner;
-        let lsn = t.cache.write(key, Some(Arc::clone(&value)), inner.clock.now(), || {
-            inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: value.as_bytes() })
-        })?;
+        validate::value(table, key, value.as_bytes(), inner.config.max_record_bytes)?;
+        if inner.tables.with(table, |_| ()).is_none() {
+            inner.table_for_write(table).await?;
+        }
+        inner.backpressure().await?;
+        // The table exists from here on: tables are never removed.
+        let written = inner.tables.with(table, |t| {
+            t.schema().check(table, key, value.as_bytes())?;
+            let lsn = t.cache.write(key, Some(Arc::clone(&value)), inner.clock.now(), || {
+                inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: value.as_bytes() })
+            })?;
+            Ok::<_, Error>((lsn, t.cache.dirty()))
+        });
+        let (lsn, dirty) = written.ok_or(Error::Closed)??;
         inner.counters.inserts.incr();
-        inner.after_write(&t, lsn).await
+        inner.after_write(lsn, dirty).await
     }
 
     /// Applies an RFC 7396 merge patch to the record (loading it from PostgreSQL if it
@@ -190,7 +196,7 @@ impl MemDb {
             match t.cache.update(key, inner.clock.now(), base, update, append) {
                 Ok((lsn, value)) => {
                     inner.counters.inserts.incr();
-                    inner.after_write(&t, lsn).await?;
+                    inner.after_write(lsn, t.cache.dirty()).await?;
                     return Ok(Json(value.unwrap_or_else(|| Arc::from("{}"))));
                 }
                 Err(crate::cache::Update::Raced) => continue,
@@ -215,7 +221,7 @@ impl MemDb {
             inner.wal.append_nowait(&Entry { op: Op::Delete, table, key, value: b"" })
         })?;
         inner.counters.deletes.incr();
-        inner.after_write(&t, lsn).await
+        inner.after_write(lsn, t.cache.dirty()).await
     }
 
     /// Reads a record: from memory on a hit (no copy), from PostgreSQL on a miss, then
@@ -225,26 +231,31 @@ impl MemDb {
     /// Validation errors and PostgreSQL errors on a miss.
     pub async fn get(&self, table: &str, key: &str) -> Result<Option<Json>> {
         self.check_open()?;
-        let Some(t) = self.inner.tables.get(table) else {
-            validate::table_name(table)?;
-            return Ok(None);
-        };
         let inner = &self.inner;
-        match t.cache.get(key, inner.clock.now()) {
-            Lookup::Hit(value) => {
+        // The hit path borrows the table from the registry's snapshot: no lock taken
+        // but the shard's, no reference count touched but the value's.
+        let found = inner.tables.with(table, |t| match t.cache.get(key, inner.clock.now()) {
+            Lookup::Hit(value) => Ok(value),
+            Lookup::Miss { epoch } => Err((Arc::clone(t), epoch)),
+        });
+        let (t, epoch) = match found {
+            Some(Ok(value)) => {
                 inner.counters.cache_hits.incr();
-                Ok(value.map(Json))
+                return Ok(value.map(Json));
             }
-            Lookup::Miss { epoch } => {
-                inner.counters.cache_misses.incr();
-                validate::key(key)?;
-                inner.ensure_pg_table(&t).await?;
-                let Some((json, lsn)) = inner.store.get(table, key).await? else { return Ok(None) };
-                let value: Arc<str> = Arc::from(json);
-                t.cache.load(key, Some(Arc::clone(&value)), lsn, epoch, inner.clock.now());
-                Ok(Some(Json(value)))
+            Some(Err(miss)) => miss,
+            None => {
+                validate::table_name(table)?;
+                return Ok(None);
             }
-        }
+        };
+        inner.counters.cache_misses.incr();
+        validate::key(key)?;
+        inner.ensure_pg_table(&t).await?;
+        let Some((json, lsn)) = inner.store.get(table, key).await? else { return Ok(None) };
+        let value: Arc<str> = Arc::from(json);
+        t.cache.load(key, Some(Arc::clone(&value)), lsn, epoch, inner.clock.now());
+        Ok(Some(Json(value)))
     }
 
     /// Reads the latest acknowledged value without adding it to the cache (the
@@ -382,11 +393,11 @@ impl Inner {
     }
 
     /// After a write: wait for durability in `Sync` mode; nudge the flusher when the
-    /// written table alone passes the dirty threshold (the background task checks the
-    /// total on every tick).
-    pub(crate) async fn after_write(&self, table: &Table, lsn: Lsn) -> Result<()> {
+    /// written table alone has passed the dirty threshold (`dirty` records; the
+    /// background task checks the total on every tick).
+    pub(crate) async fn after_write(&self, lsn: Lsn, dirty: usize) -> Result<()> {
         self.wait_durable(lsn).await?;
-        if table.cache.dirty() >= self.config.flush_dirty_threshold {
+        if dirty >= self.config.flush_dirty_threshold {
             self.wake.notify_one();
         }
         Ok(())

@@ -107,7 +107,8 @@ impl Inner {
             return Ok(());
         }
         let pending = table.pending_create().unwrap_or(0);
-        self.store.create_table(&table.name, &table.schema().to_json()).await?;
+        let schema = table.schema().to_json();
+        self.store.create_table(&table.name, &schema).await?;
         table.mark_pg_ready(pending);
         Ok(())
     }

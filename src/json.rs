@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// A record's JSON text. Cloning it is a reference-count increment: reads never copy
@@ -97,4 +98,26 @@ mod tests {
         merge_patch(&mut doc, &json!({"a": {"b": 1}, "n": null}));
         assert_eq!(doc, json!({"a": {"b": 1}}));
     }
+}
+
+/// Serialises `value` as compact JSON straight into its shared form: through a buffer
+/// kept per thread, so a write makes one allocation (the record's) and one copy.
+pub(crate) fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Arc<str>, serde_json::Error> {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| {
+        // A value whose `Serialize` writes another record re-enters: give it a fresh buffer.
+        let mut fresh = Vec::new();
+        let mut borrowed = buf.try_borrow_mut();
+        let buf = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+        buf.clear();
+        serde_json::to_writer(&mut *buf, value)?;
+        let text = std::str::from_utf8(buf).map_err(serde::ser::Error::custom)?;
+        let shared = Arc::from(text);
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new(); // do not pin one huge record's buffer for the thread's life
+        }
+        Ok(shared)
+    })
 }

@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwap;
 use memdb_wal::Lsn;
 
 use crate::cache::Cache;
@@ -12,7 +13,8 @@ use crate::schema::Schema;
 /// One logical table.
 pub(crate) struct Table {
     pub name: String,
-    schema: RwLock<Arc<Schema>>,
+    /// Read on every write: a lock-free snapshot, replaced whole by `set_schema`.
+    schema: ArcSwap<Schema>,
     pub cache: Cache,
     /// Whether PostgreSQL has this table (its DDL ran since the last schema change).
     pg_ready: AtomicBool,
@@ -22,12 +24,12 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    pub(crate) fn schema(&self) -> Arc<Schema> {
-        Arc::clone(&self.schema.read().unwrap_or_else(PoisonError::into_inner))
+    pub(crate) fn schema(&self) -> arc_swap::Guard<Arc<Schema>> {
+        self.schema.load()
     }
 
     pub(crate) fn set_schema(&self, schema: Schema, create_lsn: Lsn) {
-        *self.schema.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(schema);
+        self.schema.store(Arc::new(schema));
         self.pending_create.store(create_lsn, Ordering::Release);
         self.pg_ready.store(false, Ordering::Release);
     }
@@ -53,15 +55,25 @@ impl Table {
     }
 }
 
-/// All tables by name.
+/// All tables by name: looked up on every read and write, created rarely and never
+/// removed, so readers see an immutable snapshot (no lock, no reference count touched on
+/// a lookup) and creation copies the map under a mutex.
 #[derive(Default)]
 pub(crate) struct Tables {
-    map: RwLock<HashMap<String, Arc<Table>>>,
+    map: ArcSwap<TableMap>,
+    create: Mutex<()>,
 }
 
+type TableMap = HashMap<Box<str>, Arc<Table>, foldhash::fast::RandomState>;
+
 impl Tables {
+    /// Runs `f` on the table named `name`, if it exists, without cloning its handle.
+    pub(crate) fn with<R>(&self, name: &str, f: impl FnOnce(&Arc<Table>) -> R) -> Option<R> {
+        self.map.load().get(name).map(f)
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Table>> {
-        self.map.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.with(name, Arc::clone)
     }
 
     /// The table named `name`, created in memory with `schema` if missing. Returns it
@@ -70,28 +82,30 @@ impl Tables {
         if let Some(t) = self.get(name) {
             return (t, false);
         }
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(t) = map.get(name) {
-            return (Arc::clone(t), false);
+        let _one_creator = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = self.get(name) {
+            return (t, false);
         }
         let table = Arc::new(Table {
             name: name.to_owned(),
-            schema: RwLock::new(Arc::new(schema)),
+            schema: ArcSwap::from_pointee(schema),
             cache: Cache::new(),
             pg_ready: AtomicBool::new(pg_ready),
             pending_create: AtomicU64::new(0),
         });
-        map.insert(name.to_owned(), Arc::clone(&table));
+        let mut map = TableMap::clone(&self.map.load());
+        map.insert(name.into(), Arc::clone(&table));
+        self.map.store(Arc::new(map));
         (table, true)
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Table>> {
-        let mut all: Vec<_> = self.map.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let mut all: Vec<_> = self.map.load().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
     pub(crate) fn dirty(&self) -> usize {
-        self.map.read().unwrap_or_else(PoisonError::into_inner).values().map(|t| t.cache.dirty()).sum()
+        self.map.load().values().map(|t| t.cache.dirty()).sum()
     }
 }

@@ -86,7 +86,7 @@ fn invalid(table: &str, key: &str, reason: &str) -> Error {
 /// backslash followed by text). One pass that only stops at backslashes.
 fn has_nul_escape(json: &[u8]) -> bool {
     let mut i = 0;
-    while let Some(found) = json.get(i..).and_then(|rest| rest.iter().position(|&b| b == b'\\')) {
+    while let Some(found) = json.get(i..).and_then(|rest| memchr::memchr(b'\\', rest)) {
         let at = i + found;
         match json.get(at + 1) {
             Some(b'u') if json.get(at + 2..at + 6) == Some(b"0000") => return true,

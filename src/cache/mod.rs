@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use memdb_wal::Lsn;
 
-use shard::{Shard, Slot};
+use shard::Shard;
 
 /// Shards per table: enough that a shard's lock is short even when it is scanned.
 const SHARDS: usize = 128;
@@ -149,7 +149,7 @@ impl Cache {
         if shard.epoch != epoch || shard.map.contains_key(key) {
             return false;
         }
-        shard.map.insert(Arc::from(key), Slot::clean(value, lsn, now));
+        shard.put_clean(key, value, lsn, now);
         self.cached.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -213,7 +213,11 @@ impl Cache {
     pub(crate) fn evict_older_than(&self, cutoff: u32) -> usize {
         let mut evicted = 0;
         for shard in &*self.shards {
-            evicted += Self::write_lock(shard).evict_older_than(cutoff);
+            // A shard with nothing idle is skipped under the read lock: writers and
+            // readers of busy shards are not held up by a sweep that finds nothing.
+            if Self::read(shard).may_hold_idle(cutoff) {
+                evicted += Self::write_lock(shard).evict_older_than(cutoff);
+            }
         }
         self.cached.fetch_sub(evicted, Ordering::Relaxed);
         evicted
