@@ -1,7 +1,7 @@
 //! The registry of logical tables: name, schema, records in memory, PostgreSQL state.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -56,20 +56,39 @@ impl Table {
 }
 
 /// All tables by name: looked up on every read and write, created rarely and never
-/// removed, so readers see an immutable snapshot (no lock, no reference count touched on
-/// a lookup) and creation copies the map under a mutex.
-#[derive(Default)]
+/// removed. Readers follow one atomic pointer to an immutable snapshot (no lock, no
+/// reference count); creating a table publishes a new snapshot.
+///
+/// Invariant: `current` points at the last snapshot in `published`. Snapshots are only
+/// ever appended there and dropped with the registry, so a `&TableMap` obtained through
+/// `&self` stays valid for as long as that borrow.
 pub(crate) struct Tables {
-    map: ArcSwap<TableMap>,
-    create: Mutex<()>,
+    current: AtomicPtr<TableMap>,
+    published: Mutex<Vec<Arc<TableMap>>>,
 }
 
 type TableMap = HashMap<Box<str>, Arc<Table>, foldhash::fast::RandomState>;
 
+impl Default for Tables {
+    fn default() -> Self {
+        let first = Arc::new(TableMap::default());
+        let current = AtomicPtr::new(Arc::as_ptr(&first).cast_mut());
+        Self { current, published: Mutex::new(vec![first]) }
+    }
+}
+
 impl Tables {
+    fn snapshot(&self) -> &TableMap {
+        // SAFETY: `current` always points at a snapshot held by `published` (see the
+        // type's invariant), never freed before `self` drops; snapshots are never mutated
+        // (only shared references are made), and the Acquire load pairs with the Release
+        // store that published it.
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
     /// Runs `f` on the table named `name`, if it exists, without cloning its handle.
     pub(crate) fn with<R>(&self, name: &str, f: impl FnOnce(&Arc<Table>) -> R) -> Option<R> {
-        self.map.load().get(name).map(f)
+        self.snapshot().get(name).map(f)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Table>> {
@@ -82,7 +101,7 @@ impl Tables {
         if let Some(t) = self.get(name) {
             return (t, false);
         }
-        let _one_creator = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = self.get(name) {
             return (t, false);
         }
@@ -93,19 +112,50 @@ impl Tables {
             pg_ready: AtomicBool::new(pg_ready),
             pending_create: AtomicU64::new(0),
         });
-        let mut map = TableMap::clone(&self.map.load());
-        map.insert(name.into(), Arc::clone(&table));
-        self.map.store(Arc::new(map));
+        let mut next = self.snapshot().clone();
+        next.insert(name.into(), Arc::clone(&table));
+        let next = Arc::new(next);
+        self.current.store(Arc::as_ptr(&next).cast_mut(), Ordering::Release);
+        published.push(next);
         (table, true)
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Table>> {
-        let mut all: Vec<_> = self.map.load().values().cloned().collect();
+        let mut all: Vec<_> = self.snapshot().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
     pub(crate) fn dirty(&self) -> usize {
-        self.map.load().values().map(|t| t.cache.dirty()).sum()
+        self.snapshot().values().map(|t| t.cache.dirty()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_created_concurrently_are_all_found_and_created_once() {
+        let tables = Tables::default();
+        let created = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (tables, created) = (&tables, &created);
+                s.spawn(move || {
+                    for i in 0..50 {
+                        // Every thread creates the same 50 names, in different orders.
+                        let name = format!("t{}", (i * (t + 1)) % 50);
+                        let (table, new) = tables.get_or_insert(&name, Schema::default(), false);
+                        assert_eq!(table.name, name);
+                        created.fetch_add(usize::from(new), Ordering::Relaxed);
+                        assert!(tables.with(&name, |found| Arc::ptr_eq(found, &table)).unwrap_or(false));
+                    }
+                });
+            }
+        });
+        assert_eq!(created.load(Ordering::Relaxed), 50, "each name created exactly once");
+        assert_eq!(tables.all().len(), 50);
+        assert!(tables.get("missing").is_none());
     }
 }
