@@ -41,9 +41,9 @@ pub async fn kill_and_recover(plan: &Plan, dsn: &str, wal_dir: &Path, pg: &Pg) -
         .map_err(|e| Failure::from_error("reading the WAL", &e, "a bug in the demo: please report it"))?;
     let on_disk: u64 = inspection.records();
     let rows = pg.rows(PREFIX).await?;
-    println!("   {:<30} {:>12} | {:>10}", "", "WAL records", "PG rows");
+    println!("   {:<34} {:>12} | {:>10}", "", "WAL records", "PG rows");
     println!(
-        "   {:<30} {:>12} | {:>10}   (the child never flushed: its writes live only in the WAL)",
+        "   {:<34} {:>12} | {:>10}   (the child never flushed: its writes live only in the WAL)",
         "after the kill",
         thousands(on_disk),
         thousands(rows)

@@ -134,7 +134,7 @@ async fn walk_through(plan: &Plan) -> Result<(), Failure> {
     let took = live.elapsed().as_secs_f64();
     let rate = plan.records as f64 / took;
     live.finish(&format!("   written {} in {:.0} ms ({rate:.0}/s)", thousands(plan.records), took * 1e3));
-    println!("\n   memory on the left, PostgreSQL on the right:");
+    println!();
     header();
     state("just written", &db, &pg).await?;
 

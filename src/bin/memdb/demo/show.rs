@@ -69,7 +69,7 @@ impl Pg {
 
 /// The header of the side-by-side table.
 pub fn header() {
-    println!("   {:<30} {:>8} {:>8} {:>8} | {:>10} | {:>12}", "", "cached", "dirty", "clean", "PG rows", "WAL bytes");
+    println!("   {:<34} {:>8} {:>8} {:>8} | {:>10} | {:>12}", "memory:", "cached", "dirty", "clean", "PG rows", "WAL bytes");
 }
 
 /// One line: memory beside PostgreSQL.
@@ -77,7 +77,7 @@ pub fn line(when: &str, db: &MemDb, rows: u64) -> String {
     let stats = db.stats();
     let clean = stats.cached_records.saturating_sub(stats.dirty_records);
     format!(
-        "   {when:<30} {:>8} {:>8} {:>8} | {:>10} | {:>12}",
+        "   {when:<34} {:>8} {:>8} {:>8} | {:>10} | {:>12}",
         thousands(stats.cached_records as u64),
         thousands(stats.dirty_records as u64),
         thousands(clean as u64),
