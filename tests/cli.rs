@@ -100,7 +100,8 @@ fn repair_cuts_at_the_corruption_and_backs_up_what_it_cuts() {
 
     let (code, stdout, stderr) = wal("repair", &dir, &["--truncate-at-corruption"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    for says in ["offset 344", "6 intact frame(s) after it (LSN 5..=10)", "lost: LSN 4..=10", "the log now opens: 3 records"]
+    for says in
+        ["offset 344", "6 intact frame(s) after it (LSN 5..=10)", "lost: LSN 4..=10", "the log now opens: 3 records"]
     {
         assert!(stdout.contains(says), "expected {says:?} in\n{stdout}");
     }
@@ -168,7 +169,8 @@ fn demo_runs_against_postgresql_and_recovers_every_acknowledged_write() {
     let out = memdb(&["demo", "--quick"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for says in ["after the automatic flush", "after eviction", "cache misses 0 → 1", "killed by signal 9", "(all of them)"]
+    for says in
+        ["after the automatic flush", "after eviction", "cache misses 0 → 1", "killed by signal 9", "(all of them)"]
     {
         assert!(stdout.contains(says), "expected {says:?} in\n{stdout}");
     }

@@ -156,7 +156,7 @@ impl Inspection {
     /// The LSN the next append would get after opening (as opening would leave the log).
     #[must_use]
     pub fn next_lsn(&self) -> Option<Lsn> {
-        let kept = self.segments.iter().filter(|s| !s.after_damage).last()?;
+        let kept = self.segments.iter().rfind(|s| !s.after_damage)?;
         Some(kept.first_lsn + kept.records)
     }
 }

@@ -25,7 +25,7 @@ struct Killed {
 }
 
 pub async fn kill_and_recover(plan: &Plan, dsn: &str, wal_dir: &Path, pg: &Pg) -> Result<(), Failure> {
-    println!("\n7. kill -9: a writer child process takes over the database and is killed mid-stream");
+    println!("\n8. kill -9: a writer child process takes over the database and is killed mid-stream");
     println!("   (this process closed its database first: everything flushed, the WAL released)");
     let (exe, dir, dsn_arg, kill_after) = (current_exe()?, wal_dir.to_owned(), dsn.to_owned(), plan.kill_after);
     let killed = tokio::task::spawn_blocking(move || run_child(&exe, &dir, &dsn_arg, kill_after))
@@ -49,18 +49,15 @@ pub async fn kill_and_recover(plan: &Plan, dsn: &str, wal_dir: &Path, pg: &Pg) -
         thousands(rows)
     );
 
-    println!("\n8. Recovery: reopen — replay the WAL into memory, flush it to PostgreSQL");
+    println!("\n9. Recovery: reopen — replay the WAL into memory, flush it to PostgreSQL");
     let started = Instant::now();
     let db =
         MemDb::open(Config::new(dsn, wal_dir)).await.map_err(|e| engine("reopening after the kill (recovery)", &e))?;
     let took = started.elapsed();
     let rows = pg.rows(PREFIX).await?;
     let present = pg.child_rows_through(PREFIX, killed.acked).await?;
-    println!(
-        "   reopened in {:.0} ms: {}",
-        took.as_secs_f64() * 1e3,
-        super::show::line("after recovery", &db, rows).trim()
-    );
+    super::show::header();
+    println!("{}", super::show::line(&format!("reopened ({:.0} ms)", took.as_secs_f64() * 1e3), &db, rows));
     println!(
         "   acknowledged before the kill: {} — in PostgreSQL now: {} {}",
         thousands(killed.acked),

@@ -69,7 +69,10 @@ impl Pg {
 
 /// The header of the side-by-side table.
 pub fn header() {
-    println!("   {:<34} {:>8} {:>8} {:>8} | {:>10} | {:>12}", "memory:", "cached", "dirty", "clean", "PG rows", "WAL bytes");
+    println!(
+        "   {:<34} {:>8} {:>8} {:>8} | {:>10} | {:>12}",
+        "memory:", "cached", "dirty", "clean", "PG rows", "WAL bytes"
+    );
 }
 
 /// One line: memory beside PostgreSQL.
