@@ -29,9 +29,11 @@
 // The format code must not panic on any input; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+mod check;
 mod error;
 pub mod format;
 mod frame;
+pub mod inspect;
 #[cfg(feature = "internals")]
 pub mod internals;
 mod options;

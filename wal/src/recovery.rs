@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::error::{Corruption, Error, Problem};
+use crate::check::{Tail, check_segment};
+use crate::error::{Corruption, Error};
 use crate::format::{HEADER_LEN, TEMP_SUFFIX, parse_segment_name};
 use crate::options::{Options, RecoveryMode};
-use crate::parse::{End, HeaderError, parse_header, scan_frames};
 use crate::record::Lsn;
 use crate::segment::{self, Sealed};
 use crate::storage::{SegmentFile, Storage};
@@ -61,47 +61,26 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
     for (i, (name_lsn, name)) in names.iter().enumerate() {
         let newest = i + 1 == names.len();
         let bytes = storage.read(name).map_err(|e| Error::io("reading", name, e))?;
-        let corrupt = |offset, problem| Corruption { segment: name.clone(), offset, problem };
-        let header = match parse_header(&bytes) {
-            Ok(h) => h,
-            Err(HeaderError::UnsupportedVersion { frame, record }) => {
-                return Err(Error::UnsupportedVersion { segment: name.clone(), frame, record });
-            }
-            Err(HeaderError::Invalid) => return Err(corrupt(0, Problem::InvalidHeader).into()),
-        };
-        if header.first_lsn != *name_lsn {
-            return Err(corrupt(0, Problem::NameMismatch { name: *name_lsn, header: header.first_lsn }).into());
-        }
-        if let Some(prev) = segments.last()
-            && prev.last_lsn.wrapping_add(1) != header.first_lsn
-        {
-            let problem = Problem::LsnGap { expected: prev.last_lsn.wrapping_add(1), found: header.first_lsn };
-            return Err(corrupt(0, problem).into());
-        }
-        let mut count = 0u64;
-        let end = scan_frames(&bytes, header.first_lsn, |_| count += 1);
-        let problem = match end {
-            End::Clean { trailing_garbage: false, .. } => None,
-            End::Clean { offset, trailing_garbage: true } | End::Torn { offset, .. } if newest => {
+        let expected = segments.last().map(|prev: &Sealed| prev.last_lsn.wrapping_add(1));
+        let checked = check_segment(name, *name_lsn, &bytes, expected, newest, |_| ())?;
+        let (count, end) = (checked.records, checked.end);
+        let problem = match checked.tail {
+            Tail::Clean => None,
+            Tail::Torn => {
+                let offset = end.offset();
                 tracing::warn!(segment = %name, offset, ?end, "WAL torn tail cut (normal after a crash)");
                 report.torn_tail = Some((name.clone(), offset));
                 cut = Some((i, offset, bytes.clone()));
                 None
             }
-            End::Clean { .. } => Some(Problem::GarbageAfterEnd),
-            End::Torn { damage, .. } => Some(Problem::SealedSegment(damage)),
-            End::Corrupt { damage, .. } => Some(Problem::Frame(damage)),
+            Tail::Corrupt(problem) => Some(problem),
         };
-        let sealed = Sealed {
-            name: name.clone(),
-            first_lsn: header.first_lsn,
-            last_lsn: header.first_lsn + count - 1,
-            used: end.offset(),
-        };
+        let sealed =
+            Sealed { name: name.clone(), first_lsn: *name_lsn, last_lsn: *name_lsn + count - 1, used: end.offset() };
         report.records += count;
         segments.push(sealed);
         if let Some(problem) = problem {
-            let corruption = corrupt(end.offset(), problem);
+            let corruption = Corruption { segment: name.clone(), offset: end.offset(), problem };
             if opts.recovery != RecoveryMode::TruncateAtCorruption {
                 return Err(corruption.into());
             }

@@ -16,7 +16,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use super::{SegmentFile, Storage};
 
 /// Name of the lock file that keeps a second process out of the directory.
-const LOCK_FILE: &str = "LOCK";
+pub(crate) const LOCK_FILE: &str = "LOCK";
 
 /// A directory on a real file system.
 #[derive(Debug)]

@@ -9,6 +9,7 @@ mod dir;
 mod sim;
 
 pub use dir::DirStorage;
+pub(crate) use dir::LOCK_FILE;
 #[cfg(feature = "sim")]
 pub use sim::{SimFaults, SimStorage};
 
