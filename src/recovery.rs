@@ -72,6 +72,7 @@ pub(crate) async fn open(config: Config) -> Result<MemDb> {
     });
     let replay = Arc::clone(&inner);
     let replayed = tokio::task::spawn_blocking(move || replay_wal(&replay)).await.map_err(|_| Error::Closed)??;
+    memdb_wal::kill_point::hit(memdb_wal::kill_point::DURING_RECOVERY);
     let flushed = inner.flush_all(None).await;
     if let Err(e) = &flushed {
         tracing::warn!(error = %e, "recovery flush failed; the background task retries");

@@ -34,6 +34,7 @@ pub mod format;
 mod frame;
 #[cfg(feature = "internals")]
 pub mod internals;
+pub mod kill_point;
 mod options;
 pub mod parse;
 mod record;

@@ -83,6 +83,7 @@ impl Writer {
             .map_err(|e| Failure::Fatal(Error::io("appending to", &self.active.name, e)))?;
         self.active.offset += self.buf.len() as u64;
         self.next_lsn += 1;
+        crate::kill_point::hit(crate::kill_point::AFTER_WRITE);
         Ok((lsn, rotated))
     }
 
@@ -97,6 +98,7 @@ impl Writer {
     /// space leaves the synced active segment in place: refused, not fatal. Any other
     /// failure is fatal.
     pub(crate) fn rotate(&mut self, storage: &dyn Storage, opts: &Options) -> Result<Lsn, Failure> {
+        crate::kill_point::hit(crate::kill_point::ROTATION);
         let old = &self.active;
         let from = old.synced_to.load(Ordering::Acquire);
         old.file
@@ -123,6 +125,7 @@ impl Writer {
                 used: old.offset,
             });
         }
+        crate::kill_point::hit(crate::kill_point::ROTATED);
         Ok(self.next_lsn - 1)
     }
 
