@@ -53,8 +53,10 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
 
     let mut report = Report { seed, ..Report::default() };
     let mut model = Model::default();
-    // PostgreSQL's checksum after a kill at `flush.committed`, for the next replay.
-    let mut committed_checksum: Option<String> = None;
+    // PostgreSQL's checksum after a kill at `flush.committed`, for the next replay, and
+    // the kills it stands for (a child killed there during its own recovery leaves
+    // PostgreSQL as it was, so its kill joins the earlier one's).
+    let mut committed_checksum: Option<(String, u64)> = None;
     let mut drill = 0;
     while drill <= options.iterations && report.problems.len() < MAX_PROBLEMS {
         let last = drill == options.iterations;
@@ -98,10 +100,10 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
             report.lost += checked.lost.len() as u64;
             let tag = |p: String| format!("drill {drill}: {p}");
             report.problems.extend(checked.lost.into_iter().chain(checked.problems).map(tag));
-            if let Some(before) = committed_checksum.take() {
+            if let Some((before, kills)) = committed_checksum.take() {
                 let after = runtime.block_on(checksum(&pg))?;
                 if after == before {
-                    report.replays_unchanged += 1;
+                    report.replays_unchanged += kills;
                 } else {
                     report.problems.push(format!(
                         "drill {drill}: replaying after a kill at {} changed PostgreSQL",
@@ -125,10 +127,17 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
                 report.drills_sync += u64::from(durability == Durability::Sync);
                 report.kills_during_flush += u64::from(run.in_flush);
                 report.kills_during_rotation += u64::from(run.in_rotation);
+                if by_parent {
+                    // Records acknowledged since the last flush: the replay may change rows.
+                    committed_checksum = None;
+                }
                 if armed.is_some() && !by_parent {
                     report.kills_at_point += 1;
                     if options.kill_point.as_deref() == Some(kill_point::PG_COMMITTED) {
-                        committed_checksum = Some(runtime.block_on(checksum(&pg))?);
+                        match &mut committed_checksum {
+                            Some((_, kills)) => *kills += 1,
+                            None => committed_checksum = Some((runtime.block_on(checksum(&pg))?, 1)),
+                        }
                     }
                 }
             }
@@ -182,6 +191,8 @@ struct Running {
     in_rotation: bool,
     reads: BTreeMap<Key, Value>,
     reads_done: bool,
+    /// Its stdout closed: it is dying by itself (a kill point), not by the parent.
+    exited: bool,
 }
 
 impl Running {
@@ -209,6 +220,7 @@ impl Running {
             in_rotation: false,
             reads: BTreeMap::new(),
             reads_done: false,
+            exited: false,
         })
     }
 
@@ -263,7 +275,10 @@ impl Running {
                         .push(format!("drill {}: the child did not open within {OPEN_PATIENCE:?}", self.drill));
                     return None;
                 }
-                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.exited = true;
+                    return None;
+                }
             }
         }
         // Trace lines of recovery (a rotation, say) say nothing about the next kill.
@@ -281,14 +296,19 @@ impl Running {
         loop {
             match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => self.take(&line, model, report),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.exited = true;
+                    return;
+                }
             }
         }
     }
 
     /// `SIGKILL` unless dead already; then every line it printed before dying.
     fn kill(&mut self, model: &mut Model, report: &mut Report) -> End {
-        let alive = matches!(self.child.try_wait(), Ok(None));
+        // Not `try_wait`: a dying child has closed its pipe before it can be reaped.
+        let alive = !self.exited;
         if alive {
             let _ = self.child.kill();
         }
