@@ -66,8 +66,8 @@ pub struct Options {
     pub wal_dir: Option<PathBuf>,
     /// The shortest and longest random delay before a kill.
     pub kill_after: (Duration, Duration),
-    /// Kill at this named point (`name` or `name:nth`-less: the drill picks `nth`)
-    /// instead of after a random delay.
+    /// Kill at this named point (a name from [`crate::wal::kill_point::ALL`]; the drill
+    /// picks which passage) instead of after a random delay.
     pub kill_point: Option<String>,
     /// Flush between operations instead of concurrently with them, so that a flush
     /// takes every record acknowledged before it (for the "committed but not

@@ -154,7 +154,7 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
 fn max_nth(point: &str) -> u64 {
     match point {
         kill_point::AFTER_WRITE => 300,
-        kill_point::AFTER_SYNC => 50,
+        kill_point::AFTER_SYNC => 10,
         kill_point::AFTER_DIR_SYNC | kill_point::PG_COMMITTED => 4,
         kill_point::ROTATION | kill_point::ROTATED | kill_point::SEGMENT_CREATED => 3,
         kill_point::MID_TRUNCATION => 2,
