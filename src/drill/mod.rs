@@ -25,7 +25,8 @@
 //!     if drill::is_child() {
 //!         return drill::child_main();
 //!     }
-//!     let options = drill::Options { iterations: 50, ..drill::Options::default() };
+//!     let mut options = drill::Options::default();
+//!     options.iterations = 50;
 //!     let exe = std::env::current_exe().expect("this program");
 //!     let report = drill::run(&options, || std::process::Command::new(&exe)).expect("the drill ran");
 //!     println!("{report}");
