@@ -37,6 +37,7 @@ impl Inner {
             self.counters.flushed_records.add(flushed as u64);
             // Records given back by a failed batch are dirty again, so the watermark
             // holds them: truncating after a partial flush is safe.
+            memdb_wal::kill_point::hit(memdb_wal::kill_point::PG_COMMITTED);
             self.truncate_wal().await?;
         }
         if self.tables.dirty() == 0 {

@@ -1,4 +1,5 @@
-//! Test hooks behind the `internals` feature: [`MemDb::crash`] simulates the process dying.
+//! Test hooks behind the `internals` feature: [`MemDb::crash`] simulates the process dying,
+//! [`MemDb::open_on`] puts the WAL on a simulated disk.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
@@ -10,6 +11,16 @@ use crate::db::{Inner, MemDb};
 const POLL: Duration = Duration::from_millis(1);
 
 impl MemDb {
+    /// Opens the database with its WAL on `storage` (e.g. the simulated disk,
+    /// [`memdb_wal::storage::SimStorage`], to inject `EIO` or a full disk) instead of the
+    /// directory `config.wal_dir`.
+    ///
+    /// # Errors
+    /// As [`MemDb::open`].
+    pub async fn open_on(config: crate::Config, storage: Arc<dyn memdb_wal::storage::Storage>) -> crate::Result<Self> {
+        crate::recovery::open_on(config, Some(storage)).await
+    }
+
     /// Simulates the process dying (a `kill -9`): stops the background task at whatever
     /// await point it is at, then drops the engine **without** flushing to PostgreSQL or
     /// closing. Nothing in memory survives; what the next [`MemDb::open`] finds is the

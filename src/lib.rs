@@ -32,6 +32,7 @@ mod background;
 mod cache;
 mod config;
 mod db;
+pub mod drill;
 mod durability;
 mod error;
 mod flush;

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use memdb_wal::storage::Storage;
 use memdb_wal::{Op, Wal};
 use tokio::sync::Notify;
 
@@ -26,6 +27,12 @@ use crate::validate;
 const RECORD_OVERHEAD: usize = 64 << 10;
 
 pub(crate) async fn open(config: Config) -> Result<MemDb> {
+    open_on(config, None).await
+}
+
+/// Opens on `storage` instead of the directory `config.wal_dir` when it is given (the
+/// simulated disk of the fault drills, through `MemDb::open_on`).
+pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -> Result<MemDb> {
     config.validate()?;
     let started = Instant::now();
     let store = Store::new(&config.pg_dsn, config.max_connections, config.pg_timeout)?;
@@ -48,7 +55,12 @@ pub(crate) async fn open(config: Config) -> Result<MemDb> {
         ..memdb_wal::Options::default()
     };
     let dir = config.wal_dir.clone();
-    let wal = tokio::task::spawn_blocking(move || Wal::open(dir, opts)).await.map_err(|_| Error::Closed)??;
+    let wal = tokio::task::spawn_blocking(move || match storage {
+        Some(storage) => Wal::open_with(storage, opts),
+        None => Wal::open(dir, opts),
+    })
+    .await
+    .map_err(|_| Error::Closed)??;
     let wal = Arc::new(wal);
     let syncer = match config.durability {
         memdb_wal::Durability::Sync => Some(Syncer::start(Arc::clone(&wal))?),
@@ -72,6 +84,7 @@ pub(crate) async fn open(config: Config) -> Result<MemDb> {
     });
     let replay = Arc::clone(&inner);
     let replayed = tokio::task::spawn_blocking(move || replay_wal(&replay)).await.map_err(|_| Error::Closed)??;
+    memdb_wal::kill_point::hit(memdb_wal::kill_point::DURING_RECOVERY);
     let flushed = inner.flush_all(None).await;
     if let Err(e) = &flushed {
         tracing::warn!(error = %e, "recovery flush failed; the background task retries");

@@ -155,7 +155,7 @@ fn errors_say_what_to_do_and_help_has_examples() {
     let (code, _, stderr) = wal("verify", Path::new("/nonexistent/memdb-wal"), &[]);
     assert_eq!(code, 3);
     assert!(stderr.contains("is not a directory") && stderr.contains("what to do"), "{stderr}");
-    for args in [&["demo"][..], &["wal", "inspect"], &["wal", "verify"], &["wal", "dump"], &["wal", "repair"]] {
+    for args in [&["demo"][..], &["drill"], &["wal", "inspect"], &["wal", "verify"], &["wal", "dump"], &["wal", "repair"]] {
         let out = memdb(&[args, &["--help"]].concat());
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && help.contains("Example"), "{args:?} --help:\n{help}");
@@ -172,6 +172,16 @@ fn demo_runs_against_postgresql_and_recovers_every_acknowledged_write() {
     for says in
         ["after the automatic flush", "after eviction", "cache misses 0 → 1", "killed by signal 9", "(all of them)"]
     {
+        assert!(stdout.contains(says), "expected {says:?} in\n{stdout}");
+    }
+}
+
+#[test]
+fn drill_kills_children_and_reports_no_loss() {
+    let out = memdb(&["drill", "--iterations", "4", "--seed", "0x5eed"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "drill failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for says in ["drills 4 (", "lost 0", "seed 0x5eed", "PASSED"] {
         assert!(stdout.contains(says), "expected {says:?} in\n{stdout}");
     }
 }

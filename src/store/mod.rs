@@ -5,6 +5,8 @@
 //! [`crate::validate::table_name`] and the `memdb_` prefix.
 
 mod sql;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

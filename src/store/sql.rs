@@ -18,10 +18,17 @@ fn table(name: &str) -> String {
     format!("{TABLE_PREFIX}{name}")
 }
 
+/// Key of the transaction-scoped advisory lock that serialises memdb's DDL.
+const DDL_LOCK: i64 = 0x6d65_6d64_6264_646c; // "memdbddl"
+
+/// ⚑ One statement batch (one implicit transaction) under [`DDL_LOCK`]: two concurrent
+/// `CREATE TABLE IF NOT EXISTS` of one name otherwise fail with a unique violation on
+/// `pg_type` (a flush and a first write racing, or two processes).
 pub(super) fn create_table(name: &str) -> String {
     let t = table(name);
     format!(
-        "CREATE TABLE IF NOT EXISTS {t} (
+        "SELECT pg_advisory_xact_lock({DDL_LOCK});
+        CREATE TABLE IF NOT EXISTS {t} (
             key TEXT PRIMARY KEY,
             data JSONB NOT NULL,
             lsn BIGINT NOT NULL,

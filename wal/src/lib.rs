@@ -36,6 +36,7 @@ mod frame;
 pub mod inspect;
 #[cfg(feature = "internals")]
 pub mod internals;
+pub mod kill_point;
 mod options;
 pub mod parse;
 mod prefault;

@@ -35,7 +35,9 @@ pub(crate) fn create(storage: &dyn Storage, first_lsn: Lsn, size: u64) -> Result
         let _ = storage.remove(&temp);
         return Err(Error::io("preparing", &temp, e));
     }
+    crate::kill_point::hit(crate::kill_point::SEGMENT_CREATED);
     storage.sync_dir().map_err(|e| Error::io("syncing the directory after creating", &name, e))?;
+    crate::kill_point::hit(crate::kill_point::AFTER_DIR_SYNC);
     tracing::debug!(segment = %name, size, "created WAL segment");
     Ok(file)
 }

@@ -82,6 +82,7 @@ impl Durable {
             drop(state);
             let target = writer.lock().unwrap_or_else(PoisonError::into_inner).sync_target();
             let result = sync_target(&target);
+            crate::kill_point::hit(crate::kill_point::AFTER_SYNC);
             state = self.state();
             state.leading = false;
             state.syncs += 1;

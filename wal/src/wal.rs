@@ -203,9 +203,11 @@ impl Wal {
         };
         for segment in &doomed {
             shared.storage.remove(&segment.name).map_err(|e| Error::io("removing", &segment.name, e))?;
+            crate::kill_point::hit(crate::kill_point::MID_TRUNCATION);
         }
         if !doomed.is_empty() {
             shared.storage.sync_dir().map_err(|e| Error::io("syncing", "the WAL directory", e))?;
+            crate::kill_point::hit(crate::kill_point::AFTER_DIR_SYNC);
             tracing::debug!(through = lsn, removed = doomed.len(), "WAL truncated");
         }
         Ok(doomed.len())

@@ -90,6 +90,7 @@ impl Writer {
         if offset / prefault::CHUNK != self.active.offset / prefault::CHUNK {
             self.prefaulter.ahead(&self.active.file, self.active.offset);
         }
+        crate::kill_point::hit(crate::kill_point::AFTER_WRITE);
         Ok((lsn, rotated))
     }
 
@@ -104,6 +105,7 @@ impl Writer {
     /// space leaves the synced active segment in place: refused, not fatal. Any other
     /// failure is fatal.
     pub(crate) fn rotate(&mut self, storage: &dyn Storage, opts: &Options) -> Result<Lsn, Failure> {
+        crate::kill_point::hit(crate::kill_point::ROTATION);
         let old = &self.active;
         let from = old.synced_to.load(Ordering::Acquire);
         old.file
@@ -131,6 +133,7 @@ impl Writer {
                 used: old.offset,
             });
         }
+        crate::kill_point::hit(crate::kill_point::ROTATED);
         Ok(self.next_lsn - 1)
     }
 

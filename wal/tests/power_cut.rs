@@ -11,7 +11,7 @@ use common::Rng;
 use memdb_wal::storage::{SimFaults, SimStorage};
 use memdb_wal::{Durability, Entry, Lsn, Op, Options, Wal};
 
-const SEEDS: u64 = 1000;
+const SEEDS: u64 = 2000;
 
 fn opts(durability: Durability) -> Options {
     // Small segments so that cuts land during rotations and truncations too.

@@ -1,12 +1,14 @@
-//! `memdb`: the operator's command — the live demo and the WAL tools.
+//! `memdb`: the operator's command — the live demo, the kill drill and the WAL tools.
 //!
 //! Exit codes (the same for every subcommand):
-//! 0 done (for `wal verify`: the log opens as it is — clean, or a torn tail the next open
-//! cuts); 1 the WAL is damaged (corruption, or a segment of a newer format); 2 the command
+//! 0 done (for `drill`: nothing lost; for `wal verify`: the log opens as it is — clean, or a torn tail the next open
+//! cuts); 1 the WAL is damaged (corruption, or a segment of a newer format), or the drill
+//! found a loss; 2 the command
 //! line is wrong; 3 the command could not do its job (a missing directory, a log in use,
 //! PostgreSQL unreachable, bad configuration) — the message says what to do.
 
 mod demo;
+mod drill;
 mod failure;
 mod live;
 mod wal;
@@ -40,6 +42,9 @@ enum Command {
     /// Walk through memory vs PostgreSQL live: writes, flush, eviction, a kill -9 and recovery.
     #[command(after_help = demo::HELP)]
     Demo(demo::Args),
+    /// Kill -9 a writer again and again and check that no acknowledged write is lost.
+    #[command(after_help = drill::HELP)]
+    Drill(drill::Args),
     /// Look into a WAL directory: inspect, verify, dump, repair.
     #[command(subcommand)]
     Wal(wal::Command),
@@ -49,9 +54,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `memdb drill` runs this program again as the process it kills.
+    if memdb::drill::is_child() {
+        return memdb::drill::child_main();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Drill(args) => drill::run(&args),
         Command::Wal(command) => wal::run(command),
         Command::DemoWriter(args) => demo::writer::run(&args),
     };
