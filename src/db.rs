@@ -447,7 +447,9 @@ impl Inner {
         let tables = self.tables.all();
         let wal = self.wal.stats();
         let dirty: usize = tables.iter().map(|t| t.cache.dirty()).sum();
-        let oldest = if dirty == 0 {
+        let parked: usize = tables.iter().map(|t| t.cache.parked()).sum();
+        // Parked records wait for their next write, not for a flush: they are not lag.
+        let oldest = if dirty.saturating_sub(parked) == 0 {
             Default::default()
         } else {
             self.last_clean.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
@@ -464,7 +466,7 @@ impl Inner {
             evictions: c.evictions.get(),
             cached_records: tables.iter().map(|t| t.cache.cached()).sum(),
             dirty_records: dirty,
-            parked_records: tables.iter().map(|t| t.cache.parked()).sum(),
+            parked_records: parked,
             tables: tables.len(),
             wal_bytes: wal.bytes,
             wal_segments: wal.segments,

@@ -40,7 +40,7 @@ impl Inner {
             memdb_wal::kill_point::hit(memdb_wal::kill_point::PG_COMMITTED);
             self.truncate_wal().await?;
         }
-        if self.tables.dirty() == 0 {
+        if self.tables.awaiting_flush() == 0 {
             *self.last_clean.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         }
         tracing::debug!(flushed, ok = outcome.is_ok(), "flush");

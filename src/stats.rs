@@ -91,7 +91,9 @@ pub struct Stats {
     pub wal_bytes: u64,
     /// Segment files of the write-ahead log.
     pub wal_segments: usize,
-    /// How long the oldest unflushed write has waited, at most.
+    /// How long the oldest unflushed write has waited, at most (the flush lag); zero
+    /// when every dirty record is flushed or parked (parked records are counted in
+    /// `parked_records` and wait for their next write).
     pub oldest_unflushed: Duration,
     /// Whether the last PostgreSQL call got through.
     pub postgres_up: bool,

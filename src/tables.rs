@@ -129,6 +129,11 @@ impl Tables {
     pub(crate) fn dirty(&self) -> usize {
         self.snapshot().values().map(|t| t.cache.dirty()).sum()
     }
+
+    /// Dirty records the flush will try: parked ones wait for their next write.
+    pub(crate) fn awaiting_flush(&self) -> usize {
+        self.snapshot().values().map(|t| t.cache.dirty().saturating_sub(t.cache.parked())).sum()
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,7 @@ async fn a_record_postgres_rejects_is_parked_and_blocks_nothing() {
     let stats = t.db.stats();
     assert_eq!(stats.parked_records, 1, "{stats:?}");
     assert_eq!(stats.dirty_records - stats.parked_records, 0, "everything else flushed: {stats:?}");
+    assert_eq!(stats.oldest_unflushed, std::time::Duration::ZERO, "the flush lag is back to zero: {stats:?}");
     assert_eq!(common::pg_rows(&t.dsn, "parked").await.len(), 50);
     // Later flushes skip it instead of retrying it for ever.
     let failures = stats.flush_failures;

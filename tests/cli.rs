@@ -155,7 +155,9 @@ fn errors_say_what_to_do_and_help_has_examples() {
     let (code, _, stderr) = wal("verify", Path::new("/nonexistent/memdb-wal"), &[]);
     assert_eq!(code, 3);
     assert!(stderr.contains("is not a directory") && stderr.contains("what to do"), "{stderr}");
-    for args in [&["demo"][..], &["drill"], &["wal", "inspect"], &["wal", "verify"], &["wal", "dump"], &["wal", "repair"]] {
+    for args in
+        [&["demo"][..], &["drill"], &["wal", "inspect"], &["wal", "verify"], &["wal", "dump"], &["wal", "repair"]]
+    {
         let out = memdb(&[args, &["--help"]].concat());
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && help.contains("Example"), "{args:?} --help:\n{help}");
