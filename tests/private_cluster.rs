@@ -1,7 +1,8 @@
 //! The private PostgreSQL harness against real PostgreSQL binaries: the shared cluster and
 //! per-test databases (JSONB + GIN), a second cluster's own port and its clean-up, `PG_DSN`
 //! resolution, and that neither a panicking test nor a SIGKILLed process leaves a server
-//! behind. The last two re-run this binary as a child, selecting an ignored test.
+//! behind. The last three re-run this binary as a child (`harness = false`: `main`
+//! runs the tests in turn, or the child role the marker variable names).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use memdb::postgres::{PrivateCluster, test_dsn, test_dsn_from};
 use tokio_postgres::{Client, NoTls};
 
-/// Set in child processes; the child tests do nothing without it.
+/// Set in child processes to the role they play (see `main`).
 const CHILD_MARKER: &str = "MEMDB_PRIVATE_CLUSTER_CHILD";
 
 /// Prefix of the lines a child prints for its parent.
@@ -63,12 +64,10 @@ fn assert_gone(port: u16, data_dir: &Path) {
     wait_until(&format!("{} is removed", data_dir.display()), Duration::from_secs(30), || !data_dir.exists());
 }
 
-/// This test binary, running only the ignored test `name`, as a marked child.
-fn child_command(name: &str) -> Command {
+/// This test binary, run as the child playing `role`.
+fn child_command(role: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_MARKER, "1")
-        .stdin(Stdio::null());
+    cmd.env(CHILD_MARKER, role).stdin(Stdio::null());
     cmd
 }
 
@@ -76,7 +75,6 @@ fn child_command(name: &str) -> Command {
 fn reported(stdout: &str, key: &str) -> String {
     stdout
         .lines()
-        // libtest may print "test name ... " before the child's first line.
         .filter_map(|line| Some(line.split_once(REPORT)?.1))
         .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("the child did not report {key}; its stdout:\n{stdout}"))
@@ -100,7 +98,6 @@ fn start_and_report() -> PrivateCluster {
     cluster
 }
 
-#[tokio::test]
 async fn shared_cluster_serves_separate_databases_with_jsonb_and_gin() {
     let cluster = shared_cluster().await;
     let timings = cluster.startup_timings();
@@ -145,7 +142,6 @@ async fn shared_cluster_serves_separate_databases_with_jsonb_and_gin() {
     assert!(invalid.is_err(), "an unchecked name must be refused");
 }
 
-#[tokio::test]
 async fn a_second_cluster_has_its_own_port_and_is_gone_after_drop() {
     let shared = shared_cluster().await;
     let second = tokio::task::spawn_blocking(PrivateCluster::start)
@@ -174,7 +170,6 @@ async fn a_second_cluster_has_its_own_port_and_is_gone_after_drop() {
     assert!(accepts_connections(shared.port()), "the shared cluster must live on");
 }
 
-#[tokio::test]
 async fn a_set_pg_dsn_is_used_as_is_and_an_unset_one_gives_fresh_databases() {
     let given = "host=db.example port=5433 user=app dbname=app".to_owned();
     assert_eq!(test_dsn_from(Some(given.clone())).await.expect("resolve"), given);
@@ -186,30 +181,26 @@ async fn a_set_pg_dsn_is_used_as_is_and_an_unset_one_gives_fresh_databases() {
     assert_ne!(current_database(&a).await, current_database(&b).await);
 }
 
-#[tokio::test]
 async fn test_dsn_honours_pg_dsn_in_a_child_process() {
     let cluster = shared_cluster().await;
     let dsn = cluster.create_database("pg_dsn_target").await.expect("create database");
-    let output = child_command("child_reports_test_dsn").env("PG_DSN", &dsn).output().expect("run the child");
+    let output = child_command("reports_test_dsn").env("PG_DSN", &dsn).output().expect("run the child");
     assert!(output.status.success(), "child failed: {}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(reported(&stdout, "dsn"), dsn);
     assert_eq!(reported(&stdout, "current_database"), "pg_dsn_target");
 }
 
-#[test]
 fn a_panicking_test_leaves_no_server_behind() {
-    let output = child_command("child_panics_holding_a_cluster").output().expect("run the child");
+    let output = child_command("panics_holding_a_cluster").output().expect("run the child");
     assert!(!output.status.success(), "the child must panic: {}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let port = reported(&stdout, "port").parse().expect("port");
     assert_gone(port, Path::new(&reported(&stdout, "data_dir")));
 }
 
-#[test]
 fn a_sigkilled_process_leaves_no_server_behind() {
-    let mut child: Child =
-        child_command("child_waits_to_be_killed").stdout(Stdio::piped()).spawn().expect("spawn the child");
+    let mut child: Child = child_command("waits_to_be_killed").stdout(Stdio::piped()).spawn().expect("spawn the child");
     let stdout = child.stdout.take().expect("child stdout");
     let mut report = String::new();
     // Reads until the child reported its data dir (its last line) or closed stdout.
@@ -228,35 +219,59 @@ fn a_sigkilled_process_leaves_no_server_behind() {
     assert_gone(port, Path::new(&reported(&report, "data_dir")));
 }
 
-#[tokio::test]
-#[ignore = "child process of test_dsn_honours_pg_dsn_in_a_child_process"]
 async fn child_reports_test_dsn() {
-    if std::env::var_os(CHILD_MARKER).is_none() {
-        return;
-    }
     let dsn = test_dsn().await.expect("test_dsn");
     let client = connect(&dsn).await;
     println!("{REPORT}dsn={dsn}");
     println!("{REPORT}current_database={}", current_database(&client).await);
 }
 
-#[test]
-#[ignore = "child process of a_panicking_test_leaves_no_server_behind"]
 fn child_panics_holding_a_cluster() {
-    if std::env::var_os(CHILD_MARKER).is_none() {
-        return;
-    }
     let _cluster = start_and_report();
     panic!("deliberate panic while holding a private cluster");
 }
 
-#[test]
-#[ignore = "child process of a_sigkilled_process_leaves_no_server_behind"]
 fn child_waits_to_be_killed() {
-    if std::env::var_os(CHILD_MARKER).is_none() {
-        return;
-    }
     let _cluster = start_and_report();
     // The parent SIGKILLs this process; the bound only keeps an orphan from living on.
     std::thread::sleep(Duration::from_secs(120));
+}
+
+fn block_on(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime").block_on(test);
+}
+
+fn main() -> std::process::ExitCode {
+    if let Ok(role) = std::env::var(CHILD_MARKER) {
+        match role.as_str() {
+            "reports_test_dsn" => block_on(child_reports_test_dsn()),
+            "panics_holding_a_cluster" => child_panics_holding_a_cluster(),
+            "waits_to_be_killed" => child_waits_to_be_killed(),
+            _ => panic!("unknown child role {role:?}"),
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    let tests: [(&str, fn()); 6] = [
+        ("shared_cluster_serves_separate_databases_with_jsonb_and_gin", || {
+            block_on(shared_cluster_serves_separate_databases_with_jsonb_and_gin());
+        }),
+        ("a_second_cluster_has_its_own_port_and_is_gone_after_drop", || {
+            block_on(a_second_cluster_has_its_own_port_and_is_gone_after_drop());
+        }),
+        ("a_set_pg_dsn_is_used_as_is_and_an_unset_one_gives_fresh_databases", || {
+            block_on(a_set_pg_dsn_is_used_as_is_and_an_unset_one_gives_fresh_databases());
+        }),
+        ("test_dsn_honours_pg_dsn_in_a_child_process", || block_on(test_dsn_honours_pg_dsn_in_a_child_process())),
+        ("a_panicking_test_leaves_no_server_behind", a_panicking_test_leaves_no_server_behind),
+        ("a_sigkilled_process_leaves_no_server_behind", a_sigkilled_process_leaves_no_server_behind),
+    ];
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut failed = 0;
+    for (name, test) in tests.into_iter().filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f))) {
+        let ok = std::panic::catch_unwind(test).is_ok();
+        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+        failed += usize::from(!ok);
+    }
+    println!("private_cluster: {}", if failed == 0 { "all passed".to_owned() } else { format!("{failed} FAILED") });
+    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
 }
