@@ -83,23 +83,6 @@ pub(crate) fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Va
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn merge_patch_follows_rfc_7396() {
-        let mut doc = json!({"a": "b", "c": {"d": "e", "f": "g"}});
-        merge_patch(&mut doc, &json!({"a": "z", "c": {"f": null}}));
-        assert_eq!(doc, json!({"a": "z", "c": {"d": "e"}}));
-        let mut doc = json!({"a": [1]});
-        merge_patch(&mut doc, &json!({"a": {"b": 1}, "n": null}));
-        assert_eq!(doc, json!({"a": {"b": 1}}));
-    }
-}
-
 /// Serialises `value` as compact JSON straight into its shared form: through a buffer
 /// kept per thread, so a write makes one allocation (the record's) and one copy.
 pub(crate) fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Arc<str>, serde_json::Error> {
@@ -120,4 +103,41 @@ pub(crate) fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Arc<str>, se
         }
         Ok(shared)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut doc = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut doc, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(doc, json!({"a": "z", "c": {"d": "e"}}));
+        let mut doc = json!({"a": [1]});
+        merge_patch(&mut doc, &json!({"a": {"b": 1}, "n": null}));
+        assert_eq!(doc, json!({"a": {"b": 1}}));
+    }
+
+    /// Serialises, in the middle of its own serialisation, another record.
+    struct Nested;
+
+    impl Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = serialize(&json!({"inner": true})).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_str(&inner)
+        }
+    }
+
+    #[test]
+    fn serialize_gives_compact_json_and_survives_reentry_and_huge_records() {
+        assert_eq!(&*serialize(&json!({"a": 1, "b": [true, null]})).expect("json"), r#"{"a":1,"b":[true,null]}"#);
+        let nested = serialize(&json!({"n": Nested})).expect("json");
+        assert_eq!(&*nested, r#"{"n":"{\"inner\":true}"}"#);
+        let huge = "x".repeat(3 << 20);
+        assert_eq!(serialize(&json!({ "h": huge })).expect("json").len(), huge.len() + 8);
+        assert_eq!(&*serialize(&json!({})).expect("json"), "{}", "the buffer is cleared between records");
+    }
 }
