@@ -11,10 +11,10 @@
 //! `--quick` writes `quick.*` instead).
 //!
 //! ```sh
-//! cargo bench --bench compare                   # full: ~15 min on the 2-core dev machine
-//! cargo bench --bench compare -- --quick        # ~2 min, sizes 10k and 100k
-//! cargo bench --bench compare -- --only compare # or --only scale (alias --scale)
-//! cargo bench --bench compare -- --sizes 10k,1M --concurrency 64 --out /tmp/r
+//! cargo bench --bench compare --features internals                   # full: ~15 min on 2 cores
+//! cargo bench --bench compare --features internals -- --quick        # ~2 min, sizes 10k and 100k
+//! cargo bench --bench compare --features internals -- --only compare # or --only scale (alias --scale)
+//! cargo bench --bench compare --features internals -- --sizes 10k,1M --concurrency 64 --out /tmp/r
 //! ```
 //!
 //! PostgreSQL is `PG_DSN` when set, else a private throwaway cluster started for the run
@@ -28,6 +28,7 @@
 mod common;
 
 mod args;
+mod cpu;
 mod hist;
 mod judge;
 mod limits;

@@ -94,14 +94,18 @@ pub fn workload_run(ctx: &Ctx, which: Which, mix: Mix, run_id: u64) -> Run {
         misses: outcome.misses,
         latency: Latency::all(&outcome),
         wal_bytes_per_record: wal_bytes,
+        cpu_us_per_op: outcome.cpu.on.as_secs_f64() * 1e6 / outcome.ops().max(1) as f64,
+        cpu_waiting_pct: outcome.cpu.waiting_pct(),
     };
     eprintln!(
-        "  {} / {}: {} ops/s ({} ops in {:.1} s){}",
+        "  {} / {}: {} ops/s ({} ops in {:.1} s, {:.2} µs CPU/op, {:.0}% waiting for a CPU){}",
         run.workload,
         run.system,
         fmt_rate(run.ops_per_s),
         run.ops,
         run.seconds,
+        run.cpu_us_per_op,
+        run.cpu_waiting_pct,
         run.latency
             .iter()
             .map(|l| format!("; {} p50 {:.1} p99 {:.1} p99.9 {:.1} µs", l.op, l.p50_us, l.p99_us, l.p999_us))
@@ -220,13 +224,16 @@ fn parallel<S>(threads: usize, setup: impl Fn() -> S + Sync, run: impl Fn(&mut S
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (barrier, setup, run) = (&barrier, &setup, &run);
-                s.spawn(move || {
-                    let mut state = setup();
-                    barrier.wait();
-                    let start = Instant::now();
-                    run(&mut state, t);
-                    (start, Instant::now())
-                })
+                let thread = std::thread::Builder::new().name(format!("bench-get-{t}"));
+                thread
+                    .spawn_scoped(s, move || {
+                        let mut state = setup();
+                        barrier.wait();
+                        let start = Instant::now();
+                        run(&mut state, t);
+                        (start, Instant::now())
+                    })
+                    .expect("spawn a bench thread")
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
@@ -328,7 +335,7 @@ pub fn get_hit_and_memory(ctx: &Ctx) -> (Vec<GetHit>, Memory) {
         for round in 0..s.get_rounds {
             let m = || memdb_gets(&system.db, &table, &picks, threads, 0, count);
             let b = || bare_gets(&map, &picks, threads, count, count);
-            let (mt, bt) = if round % 2 == 0 {
+            let (mt, bt) = if round.is_multiple_of(2) {
                 let mt = m();
                 (mt, b())
             } else {

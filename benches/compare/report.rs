@@ -80,6 +80,10 @@ pub struct Run {
     pub latency: Vec<Latency>,
     /// memdb only: WAL bytes appended per record written.
     pub wal_bytes_per_record: Option<f64>,
+    /// This process's CPU per operation (PostgreSQL's server not included), in µs.
+    pub cpu_us_per_op: f64,
+    /// Share of this process's runnable time spent waiting for a CPU (neighbours' load).
+    pub cpu_waiting_pct: f64,
 }
 
 impl Run {
@@ -236,13 +240,15 @@ impl Report {
                 s,
                 "## Throughput and latency\n\nLatency is p50 / p99 / p99.9, each call timed alone. `insert` \
                  creates a new key; the telephony workload creates a call, reads it 3 times, updates it \
-                 (status, turns) 4 times with 3 reads after each, and deletes every other call.\n\n\
-                 | workload | system | ops/s | insert | get | update | delete | WAL B/record |\n|---|---|---|---|---|---|---|---|"
+                 (status, turns) 4 times with 3 reads after each, and deletes every other call. CPU/op is this \
+                 process's CPU time (all threads, the driver included; PostgreSQL's server not counted) per operation; \
+                 wait is the share of its runnable time spent waiting for a CPU (the neighbours' load).\n\n\
+                 | workload | system | ops/s | insert | get | update | delete | WAL B/record | CPU/op (wait) |\n|---|---|---|---|---|---|---|---|---|"
             );
             for r in &self.runs {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} µs ({:.0}%) |",
                     r.workload,
                     r.system,
                     fmt_rate(r.ops_per_s),
@@ -251,6 +257,8 @@ impl Report {
                     lat_cell(&r.latency, "update"),
                     lat_cell(&r.latency, "delete"),
                     r.wal_bytes_per_record.map_or_else(|| "–".into(), |b| format!("{b:.0}")),
+                    r.cpu_us_per_op,
+                    r.cpu_waiting_pct,
                 );
             }
             s.push('\n');

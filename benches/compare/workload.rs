@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::record::{Call, STATUSES, key};
+use crate::cpu::Cpu;
 use crate::hist::Hist;
 use crate::systems::System;
 
@@ -58,9 +59,9 @@ impl Op {
             (Mix::Insert, _) => None,
             (Mix::Telephony, s) if s <= READS_PER_WRITE => Some(Self::Get),
             (Mix::Telephony, s) if s < lived => {
-                Some(if (s - 1 - READS_PER_WRITE) % per_update == 0 { Self::Update } else { Self::Get })
+                Some(if (s - 1 - READS_PER_WRITE).is_multiple_of(per_update) { Self::Update } else { Self::Get })
             }
-            (Mix::Telephony, s) if s == lived && serial % 2 == 0 => Some(Self::Delete),
+            (Mix::Telephony, s) if s == lived && serial.is_multiple_of(2) => Some(Self::Delete),
             _ => None,
         }
     }
@@ -96,6 +97,8 @@ pub struct Outcome {
     pub hists: [Hist; 4],
     /// Gets of a live call that found nothing (must stay 0).
     pub misses: u64,
+    /// This process's CPU over the run (the workload driver included).
+    pub cpu: Cpu,
 }
 
 impl Outcome {
@@ -123,6 +126,7 @@ struct Slot {
 
 /// Runs `plan` against `system` on the current runtime; returns when every task stopped.
 pub async fn run<S: System>(system: Arc<S>, plan: &Plan) -> Outcome {
+    let cpu = Cpu::now();
     let start = Instant::now();
     let handles: Vec<_> =
         (0..plan.tasks).map(|lane| tokio::spawn(task(Arc::clone(&system), lane, plan.clone(), start))).collect();
@@ -135,6 +139,7 @@ pub async fn run<S: System>(system: Arc<S>, plan: &Plan) -> Outcome {
         outcome.misses += misses;
     }
     outcome.elapsed = start.elapsed();
+    outcome.cpu = Cpu::now().since(cpu);
     outcome
 }
 
