@@ -32,21 +32,21 @@
 //! `MEMDB_BENCH_PARTS=2,5` runs only some parts; WAL files go under `MEMDB_BENCH_DIR` if
 //! set, else under cargo's `CARGO_TARGET_TMPDIR`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::hash::BuildHasher;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::bare_map::BareMap;
+use common::heap::{COUNTING, Heap};
+use common::record::{Call, KEY_LEN, Keys, RECORD_BYTES, Rng, key};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use memdb::wal::{Entry, Op, Options, Wal};
 use memdb::{Config, Durability, MemDb};
-use serde::Serialize;
 use serde_json::value::RawValue;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -54,12 +54,6 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
-/// Serialised size of every record, in bytes.
-const RECORD_BYTES: usize = 214;
-/// Length of every key (`call:0000000042`).
-const KEY_LEN: usize = 15;
-/// Shards of the bare map: the engine's count.
-const SHARDS: usize = 128;
 /// Records flushed in parts 3 and 4.
 const FLUSH_RECORDS: u64 = 100_000;
 /// Records loaded in parts 2 and 5.
@@ -70,129 +64,6 @@ const HOT_KEYS: u64 = 1_000;
 const FLUSH_ROUNDS: usize = 3;
 /// Part 4's offered load: this many gets and as many inserts every millisecond.
 const OPS_PER_MS: usize = 20;
-
-// ---------------------------------------------------------------------------------------
-// A counting allocator: live bytes while counting is on (part 5).
-
-/// The system allocator, counting what is allocated and freed while [`COUNTING`] is on.
-struct CountingAlloc;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-/// Bytes requested minus bytes freed while counting.
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-/// The same in `malloc_usable_size` terms (what malloc really set aside, headers excluded).
-static LIVE_USABLE: AtomicI64 = AtomicI64::new(0);
-/// Allocations (and reallocations) while counting.
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-/// # Safety
-/// `ptr` must be a live block from the system allocator.
-unsafe fn usable(ptr: *mut u8) -> i64 {
-    // SAFETY: the caller passes a live block from malloc/posix_memalign.
-    let n = unsafe { libc::malloc_usable_size(ptr.cast()) };
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn signed(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-// SAFETY: every call is forwarded to `System` with the caller's arguments; the counting
-// only reads the blocks' sizes.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE_BYTES.fetch_add(signed(layout.size()), Ordering::Relaxed);
-            // SAFETY: `ptr` was just allocated.
-            LIVE_USABLE.fetch_add(unsafe { usable(ptr) }, Ordering::Relaxed);
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE_BYTES.fetch_add(signed(layout.size()), Ordering::Relaxed);
-            // SAFETY: `ptr` was just allocated.
-            LIVE_USABLE.fetch_add(unsafe { usable(ptr) }, Ordering::Relaxed);
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE_BYTES.fetch_sub(signed(layout.size()), Ordering::Relaxed);
-            // SAFETY: `ptr` is live until the call below.
-            LIVE_USABLE.fetch_sub(unsafe { usable(ptr) }, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let counting = COUNTING.load(Ordering::Relaxed);
-        // SAFETY: `ptr` is live until the realloc below.
-        let before = if counting { unsafe { usable(ptr) } } else { 0 };
-        // SAFETY: forwarded with the caller's guarantees.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if counting && !new.is_null() {
-            LIVE_BYTES.fetch_add(signed(new_size) - signed(layout.size()), Ordering::Relaxed);
-            // SAFETY: `new` was just allocated.
-            LIVE_USABLE.fetch_add(unsafe { usable(new) } - before, Ordering::Relaxed);
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        new
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// The counters at one moment (meaningful as differences while counting).
-#[derive(Clone, Copy)]
-struct Heap {
-    bytes: i64,
-    usable: i64,
-    allocs: u64,
-    rss_anon: i64,
-}
-
-impl Heap {
-    fn now() -> Self {
-        Self {
-            bytes: LIVE_BYTES.load(Ordering::SeqCst),
-            usable: LIVE_USABLE.load(Ordering::SeqCst),
-            allocs: ALLOCS.load(Ordering::SeqCst),
-            rss_anon: rss_anon(),
-        }
-    }
-
-    /// Per-record growth since `start`: (requested, usable, RssAnon) bytes, allocations.
-    fn per_record(&self, start: &Self, records: u64) -> (f64, f64, f64, f64) {
-        let n = records.max(1) as f64;
-        (
-            (self.bytes - start.bytes) as f64 / n,
-            (self.usable - start.usable) as f64 / n,
-            (self.rss_anon - start.rss_anon) as f64 / n,
-            (self.allocs - start.allocs) as f64 / n,
-        )
-    }
-}
-
-/// Anonymous resident memory of the process, in bytes (0 where unknown).
-fn rss_anon() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 // ---------------------------------------------------------------------------------------
 // Reporting.
@@ -335,153 +206,6 @@ impl Samples {
         let (wall, waiting) =
             self.measured().iter().fold((Duration::ZERO, Duration::ZERO), |(w, c), s| (w + s.1, c + s.2.waiting));
         100.0 * waiting.as_secs_f64() / (wall.as_secs_f64() * threads as f64).max(f64::MIN_POSITIVE)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The workload: a telephony record, keys, a bare map.
-
-/// A live call, as a telephony daemon keeps it: 214 bytes of JSON for every `i`.
-#[derive(Serialize)]
-struct Call {
-    call_id: u64,
-    caller: String,
-    callee: String,
-    status: &'static str,
-    start_time: String,
-    codec: &'static str,
-    turns: u32,
-    agent: String,
-    trunk: String,
-}
-
-impl Call {
-    fn new(i: u64) -> Self {
-        let mut call = Self::unpadded(i);
-        call.trunk = trunk().to_owned();
-        call
-    }
-
-    /// Every field has a fixed width, so every `i` gives the same size.
-    fn unpadded(i: u64) -> Self {
-        Self {
-            call_id: 1_000_000_000 + i % 9_000_000_000,
-            caller: format!("+1415555{:04}", i % 10_000),
-            callee: format!("+4420718{:04}", i.wrapping_mul(7_919) % 10_000),
-            status: "in_progress",
-            start_time: format!("2026-11-26T03:{:02}:{:02}.{:03}Z", i / 60_000 % 60, i / 1_000 % 60, i % 1_000),
-            codec: "opus/48000",
-            turns: 10 + (i % 90) as u32,
-            agent: format!("agent-{:04}", i % 1_000),
-            trunk: String::new(),
-        }
-    }
-
-    /// A cheap change for the throughput loops (fixed-width numbers only).
-    fn vary(&mut self, i: u64) {
-        self.call_id = 1_000_000_000 + i % 9_000_000_000;
-        self.turns = 10 + (i % 90) as u32;
-    }
-
-    fn json(i: u64) -> String {
-        serde_json::to_string(&Self::new(i)).expect("serialise a record")
-    }
-}
-
-/// The `trunk` text that pads every record to exactly [`RECORD_BYTES`].
-fn trunk() -> &'static str {
-    static TRUNK: OnceLock<String> = OnceLock::new();
-    TRUNK.get_or_init(|| {
-        let bare = serde_json::to_string(&Call::unpadded(0)).expect("serialise").len();
-        let pad = RECORD_BYTES.checked_sub(bare).expect("the unpadded record fits 214 bytes");
-        "sip-trunk-eu-west-1-primary-".chars().cycle().take(pad).collect()
-    })
-}
-
-/// Keys `call:0000000042` laid end to end: reading them in order costs next to nothing,
-/// so a lookup benchmark measures the map, not the key generation.
-struct Keys {
-    text: String,
-    len: usize,
-}
-
-impl Keys {
-    fn of(indices: impl Iterator<Item = u64>) -> Self {
-        let mut text = String::new();
-        let mut len = 0;
-        for i in indices {
-            write!(text, "call:{i:010}").expect("write to a String");
-            len += 1;
-        }
-        Self { text, len }
-    }
-
-    fn sequential(n: u64) -> Self {
-        Self::of(0..n)
-    }
-
-    /// `picks` keys drawn uniformly from the first `over`.
-    fn random(over: u64, picks: usize, seed: u64) -> Self {
-        let mut rng = Rng(seed);
-        Self::of((0..picks).map(|_| rng.below(over)))
-    }
-
-    fn get(&self, i: u64) -> &str {
-        let i = usize::try_from(i).unwrap_or(usize::MAX);
-        let i = if i < self.len { i } else { i % self.len };
-        &self.text[i * KEY_LEN..(i + 1) * KEY_LEN]
-    }
-}
-
-fn key(i: u64) -> String {
-    format!("call:{i:010}")
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-}
-
-/// One shard of the bare map: what memdb's cache is, without the WAL and the bookkeeping.
-type BareShard = HashMap<Arc<str>, Arc<str>, foldhash::fast::RandomState>;
-
-/// The limit for reads: the engine's sharding idea with nothing else.
-struct BareMap {
-    shards: Box<[RwLock<BareShard>]>,
-    hasher: foldhash::fast::RandomState,
-}
-
-impl BareMap {
-    fn new() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
-            hasher: foldhash::fast::RandomState::default(),
-        }
-    }
-
-    fn shard(&self, key: &str) -> &RwLock<HashMap<Arc<str>, Arc<str>, foldhash::fast::RandomState>> {
-        &self.shards[(self.hasher.hash_one(key) >> 32) as usize % SHARDS]
-    }
-
-    fn get(&self, key: &str) -> Option<Arc<str>> {
-        self.shard(key).read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
-    }
-
-    fn insert(&self, key: &str, value: &str) {
-        let value: Arc<str> = Arc::from(value);
-        self.shard(key).write().unwrap_or_else(PoisonError::into_inner).insert(Arc::from(key), value);
     }
 }
 

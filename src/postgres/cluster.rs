@@ -91,11 +91,28 @@ impl PrivateCluster {
     /// [`ClusterError::StartFailed`] (with the end of the output or log) when PostgreSQL
     /// fails; [`ClusterError::Io`] when the temp dir or a process cannot be created.
     pub fn start() -> Result<Self, ClusterError> {
+        Self::start_with(false)
+    }
+
+    /// As [`PrivateCluster::start`], but crash-safe as PostgreSQL ships (`fsync`,
+    /// `synchronous_commit` and `full_page_writes` on, default `shared_buffers`): for
+    /// benchmarks that compare against a committed write, which the fast test settings
+    /// would make meaningless.
+    ///
+    /// # Errors
+    ///
+    /// As [`PrivateCluster::start`].
+    pub fn start_durable() -> Result<Self, ClusterError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Self, ClusterError> {
         let base = tempfile::Builder::new()
             .prefix("memdb-pg-")
             .tempdir()
             .map_err(io_err("create a temp dir for the private PostgreSQL"))?;
-        let server = Server::prepare(base.path())?;
+        let mut server = Server::prepare(base.path())?;
+        server.durable = durable;
         let mut cluster = Self {
             port: 0,
             server,

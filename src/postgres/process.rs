@@ -36,6 +36,11 @@ const TAIL_BYTES: usize = 4096;
 const SERVER_SETTINGS: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off \
      -c max_connections=200 -c shared_buffers=16MB -c huge_pages=off";
 
+/// Server settings of a durable cluster ([`super::PrivateCluster::start_durable`]): crash
+/// safety as PostgreSQL ships it (`fsync`, `synchronous_commit`, `full_page_writes` on) and
+/// its default `shared_buffers`, so a benchmark compares against a real committed write.
+const DURABLE_SERVER_SETTINGS: &str = "-c max_connections=200 -c shared_buffers=128MB -c huge_pages=off";
+
 /// Run by `/bin/sh` as the watchdog: `$1` pg_ctl, `$2` data dir, `$3` temp dir. Ignores
 /// terminal signals (it also runs in its own process group) so that Ctrl-C reaches only
 /// the test process, whose death closes the pipe and wakes `read`.
@@ -69,6 +74,8 @@ pub(super) struct Server {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     log_file: PathBuf,
+    /// Runs with [`DURABLE_SERVER_SETTINGS`] instead of [`SERVER_SETTINGS`].
+    pub(super) durable: bool,
 }
 
 impl Server {
@@ -94,6 +101,7 @@ impl Server {
             data_dir: base_dir.join("data"),
             socket_dir,
             log_file: base_dir.join("postgres.log"),
+            durable: false,
         })
     }
 
@@ -187,8 +195,9 @@ impl Server {
     /// Runs `pg_ctl start -w` on `port`: returns once the server accepts connections
     /// (after crash recovery, if it was stopped with `-m immediate`).
     pub(super) fn start(&self, port: u16) -> Result<(), ClusterError> {
+        let settings = if self.durable { DURABLE_SERVER_SETTINGS } else { SERVER_SETTINGS };
         let options =
-            format!("-k {} -h 127.0.0.1 -p {port} {SERVER_SETTINGS}", shell_quote(&self.socket_dir.to_string_lossy()));
+            format!("-k {} -h 127.0.0.1 -p {port} {settings}", shell_quote(&self.socket_dir.to_string_lossy()));
         let output = self
             .command(&self.pg_ctl)
             .args(["start", "-w", "-t", "60", "-D"])

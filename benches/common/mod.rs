@@ -1,0 +1,8 @@
+//! Pieces shared by the engine bench and the side-by-side comparison: the 214-byte
+//! telephony record, the bare sharded map, and a counting allocator.
+// Each bench binary uses a different subset.
+#![allow(dead_code)]
+
+pub mod bare_map;
+pub mod heap;
+pub mod record;

@@ -1,0 +1,61 @@
+//! memdb as a workload [`System`]: `insert` creates, `upsert` updates, `get`, `delete`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use memdb::{Config, Durability, MemDb};
+use tempfile::TempDir;
+
+use super::System;
+use crate::common::record::Call;
+
+/// A database in its own WAL directory, with one table. Fields drop in order: the
+/// database, then the directory.
+pub struct MemdbSystem {
+    pub db: MemDb,
+    pub table: String,
+    pub dir: TempDir,
+}
+
+/// The bench's configuration: defaults, except that only the benchmark flushes or evicts.
+pub fn config(dsn: &str, wal_dir: &Path, durability: Durability) -> Config {
+    let mut c = Config::new(dsn, wal_dir);
+    c.durability = durability;
+    c.flush_interval = Duration::from_secs(3_600);
+    c.idle_ttl = Duration::from_secs(86_400);
+    c.flush_dirty_threshold = usize::MAX;
+    c.flush_wal_bytes_threshold = u64::MAX;
+    c.max_dirty_records = usize::MAX;
+    c.max_wal_bytes = u64::MAX;
+    // A slow batch on a noisy machine must not fail the run.
+    c.pg_timeout = Duration::from_secs(300);
+    c
+}
+
+impl MemdbSystem {
+    /// Opens a fresh database under `root` and creates `table`.
+    pub async fn open(dsn: &str, root: &Path, durability: Durability, table: &str) -> Self {
+        let dir = tempfile::tempdir_in(root).expect("a WAL directory");
+        let db = MemDb::open(config(dsn, dir.path(), durability)).await.expect("open memdb");
+        db.create_table(table, &serde_json::json!({})).await.expect("create table");
+        Self { db, table: table.to_owned(), dir }
+    }
+}
+
+impl System for MemdbSystem {
+    async fn put(&self, _lane: usize, key: &str, call: &Call, create: bool) {
+        if create {
+            self.db.insert(&self.table, key, call).await.expect("memdb insert");
+        } else {
+            self.db.upsert(&self.table, key, call).await.expect("memdb upsert");
+        }
+    }
+
+    async fn get(&self, _lane: usize, key: &str) -> bool {
+        self.db.get(&self.table, key).await.expect("memdb get").is_some()
+    }
+
+    async fn delete(&self, _lane: usize, key: &str) {
+        self.db.delete(&self.table, key).await.expect("memdb delete");
+    }
+}
