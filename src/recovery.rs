@@ -35,7 +35,26 @@ pub(crate) async fn open(config: Config) -> Result<MemDb> {
 pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -> Result<MemDb> {
     config.validate()?;
     let started = Instant::now();
-    let store = Store::new(&config.pg_dsn, config.max_connections, config.pg_timeout)?;
+    // The WAL directory first: owning it proves no live process runs this instance, so
+    // the sessions fenced off below are a dead one's.
+    let storage = match storage {
+        Some(storage) => storage,
+        None => {
+            let dir = config.wal_dir.clone();
+            tokio::task::spawn_blocking(move || Wal::lock_dir(dir)).await.map_err(|_| Error::Closed)??
+        }
+    };
+    let store = Store::new(&config.pg_dsn, &instance_name(&config.wal_dir), config.max_connections, config.pg_timeout)?;
+    match store.fence_previous().await {
+        Ok(0) => {}
+        Ok(fenced) => {
+            tracing::warn!(fenced, "ended PostgreSQL sessions a previous run of this WAL directory left behind")
+        }
+        Err(e) if e.is_rejection() => {
+            tracing::warn!(error = %e, "cannot end a previous run's PostgreSQL sessions (needs the same role or pg_signal_backend)");
+        }
+        Err(e) => return Err(e.into()),
+    }
     store.ensure_catalogue().await?;
     let tables = Tables::default();
     let mut names = Vec::new();
@@ -54,13 +73,7 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         min_next_lsn: max_stored + 1,
         ..memdb_wal::Options::default()
     };
-    let dir = config.wal_dir.clone();
-    let wal = tokio::task::spawn_blocking(move || match storage {
-        Some(storage) => Wal::open_with(storage, opts),
-        None => Wal::open(dir, opts),
-    })
-    .await
-    .map_err(|_| Error::Closed)??;
+    let wal = tokio::task::spawn_blocking(move || Wal::open_with(storage, opts)).await.map_err(|_| Error::Closed)??;
     let wal = Arc::new(wal);
     let syncer = match config.durability {
         memdb_wal::Durability::Sync => Some(Syncer::start(Arc::clone(&wal))?),
@@ -93,6 +106,17 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
     let task = crate::background::spawn(&inner, wake);
     *inner.background.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
     Ok(MemDb { inner })
+}
+
+/// The `application_name` of this instance's PostgreSQL sessions: `memdb` and a stable
+/// hash (FNV-1a) of the host and the WAL directory, the instance's identity.
+fn instance_name(wal_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let dir = std::fs::canonicalize(wal_dir).unwrap_or_else(|_| wal_dir.to_path_buf());
+    let identity = format!("{}\0{}", host.trim(), dir.display());
+    let hash =
+        identity.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("memdb {hash:016x}")
 }
 
 /// Loads every record of the WAL into memory as dirty (highest LSN wins per key).

@@ -197,7 +197,7 @@ async fn a_cache_miss_racing_a_write_does_not_overwrite_it() {
         let row = watcher
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND application_name = 'memdb' AND wait_event_type = 'Lock'",
+                 WHERE datname = current_database() AND application_name LIKE 'memdb%' AND wait_event_type = 'Lock'",
                 &[],
             )
             .await
@@ -471,5 +471,50 @@ async fn a_hung_postgres_is_caught_by_the_timeout() {
     let rows = pg_map(&dsn, "hung").await;
     let keys: Vec<_> = rows.keys().map(String::as_str).collect();
     assert_eq!(keys, ["before", "during-1", "during-2", "during-3"]);
+    db.close().await.expect("close");
+}
+
+/// The drill's "deleted key reads back" (CI, seed 0x18eb892a8439be53): a killed
+/// process's flush can still be running in PostgreSQL and commit after the next run
+/// recovered — rewriting a row that recovery had deleted, with no row left for the LSN
+/// guard to stop it. Opening ends the dead run's sessions first.
+#[tokio::test]
+async fn a_dead_runs_postgresql_session_is_ended_before_recovery() {
+    let (config, _dir, dsn) = common::config(|_| {}).await;
+    let db = MemDb::open(config.clone()).await.expect("open");
+    db.insert("zombie", "k", &json!({"v": 1})).await.expect("insert");
+    assert_eq!(db.flush(None).await.expect("flush"), 1);
+    let watcher = common::pg(&dsn).await;
+    let instance: String = watcher
+        .query_one(
+            "SELECT application_name FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'memdb %' LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("the engine's session")
+        .get(0);
+    db.delete("zombie", "k").await.expect("delete");
+    db.crash().await;
+
+    // The dead run's session, a write of the old value still in flight.
+    let mut zombie_config: tokio_postgres::Config = dsn.parse().expect("dsn");
+    zombie_config.application_name(&instance);
+    let (zombie, connection) = zombie_config.connect(tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    zombie.batch_execute("BEGIN").await.expect("begin");
+
+    // Recovery replays the delete and flushes it: PostgreSQL has no row `k`.
+    let db = MemDb::open(config.clone()).await.expect("reopen");
+    let late = zombie
+        .batch_execute(
+            "INSERT INTO memdb_zombie (key, data, lsn) VALUES ('k', '{\"v\": 1}', 1)
+             ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, lsn = EXCLUDED.lsn WHERE memdb_zombie.lsn < 1;
+             COMMIT",
+        )
+        .await;
+    assert!(late.is_err(), "the dead run's session must have been ended at open");
+    assert_eq!(db.get("zombie", "k").await.expect("get"), None, "a deleted key stays deleted");
+    assert!(pg_map(&dsn, "zombie").await.is_empty());
     db.close().await.expect("close");
 }

@@ -88,11 +88,18 @@ pub(crate) struct Store {
 
 impl Store {
     /// A pool of up to `max_connections` (connections are made on demand).
-    pub(crate) fn new(dsn: &str, max_connections: usize, timeout: Duration) -> Result<Self, StoreError> {
+    /// A pool on `dsn`. Its sessions carry `application_name` = `instance` (see
+    /// [`Store::fence_previous`]).
+    pub(crate) fn new(
+        dsn: &str,
+        instance: &str,
+        max_connections: usize,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config =
             dsn.parse().map_err(|e: tokio_postgres::Error| StoreError::BadDsn(e.to_string()))?;
         config.connect_timeout(timeout).keepalives(true).keepalives_idle(Duration::from_secs(10));
-        config.application_name("memdb");
+        config.application_name(instance);
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(max_connections)
@@ -105,6 +112,22 @@ impl Store {
             .build()
             .map_err(|e| StoreError::BadDsn(e.to_string()))?;
         Ok(Self { pool, timeout, up: AtomicBool::new(true) })
+    }
+
+    /// ⚑ Ends every other session of this instance (the same `application_name`: the
+    /// same WAL directory on the same host) and waits until they are gone. A killed
+    /// process's flush can still be running in PostgreSQL; committing after this
+    /// process's recovery, it would write rows recovery had already deleted (a delete
+    /// leaves no row for the LSN guard to compare). Call it first, once the WAL
+    /// directory is locked (so the sessions cannot belong to a live instance), before
+    /// any other use of the pool. Returns how many sessions were ended.
+    pub(crate) async fn fence_previous(&self) -> Result<i64, StoreError> {
+        let wait_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        self.with_client("ending the sessions of a previous run", async |c| {
+            let row = c.query_one(sql::FENCE_PREVIOUS, &[&wait_ms]).await?;
+            Ok(row.get::<_, i64>(0))
+        })
+        .await
     }
 
     /// Whether the last call reached PostgreSQL.

@@ -9,6 +9,12 @@ pub(super) const CATALOGUE: &str = "CREATE TABLE IF NOT EXISTS memdb_tables (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )";
 
+/// Terminates the other sessions with this session's `application_name`, waiting up
+/// to $1 ms for each to exit (its open transaction is rolled back); returns how many.
+pub(super) const FENCE_PREVIOUS: &str = "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $1::bigint))
+    FROM pg_stat_activity
+    WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid()";
+
 pub(super) const LOAD_TABLES: &str = "SELECT name, schema::text FROM memdb_tables ORDER BY name";
 
 pub(super) const UPSERT_CATALOGUE: &str = "INSERT INTO memdb_tables (name, schema) VALUES ($1, $2::text::jsonb)

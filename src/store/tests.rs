@@ -11,7 +11,7 @@ use super::Store;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_of_one_table_all_succeed() {
     let dsn = crate::postgres::test_dsn().await.expect("a PostgreSQL for tests");
-    let store = Arc::new(Store::new(&dsn, 8, Duration::from_secs(10)).expect("store"));
+    let store = Arc::new(Store::new(&dsn, "memdb test", 8, Duration::from_secs(10)).expect("store"));
     store.ensure_catalogue().await.expect("catalogue");
     for round in 0..20 {
         let name = format!("ddl_race_{round}");

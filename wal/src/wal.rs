@@ -60,9 +60,19 @@ impl Wal {
     /// [`Error::UnsupportedVersion`]; an `Io` error with `WouldBlock` when another process
     /// has the directory open.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self, Error> {
+        Self::open_with(Self::lock_dir(dir)?, opts)
+    }
+
+    /// Creates (if needed) and locks the directory `dir` for a log, without reading it:
+    /// for a caller that must own the directory before it decides the log's
+    /// [`Options`]; then [`Wal::open_with`].
+    ///
+    /// # Errors
+    /// As [`Wal::open`].
+    pub fn lock_dir(dir: impl AsRef<Path>) -> Result<Arc<dyn Storage>, Error> {
         let dir = dir.as_ref();
         let storage = DirStorage::open(dir).map_err(|e| Error::io("opening", dir.display().to_string(), e))?;
-        Self::open_with(Arc::new(storage), opts)
+        Ok(Arc::new(storage))
     }
 
     /// Opens the log on any [`Storage`] (the simulated disk in tests), running recovery.
