@@ -2,7 +2,7 @@
 //! write, kill it, and again.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufReader, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -204,12 +204,7 @@ impl Running {
         })?;
         let (tx, lines) = mpsc::channel();
         let reader = std::thread::spawn(move || {
-            // Each line is one write(2), which a kill cannot split.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
+            forward_complete_lines(BufReader::new(stdout), &tx);
         });
         Ok(Self {
             child,
@@ -386,5 +381,32 @@ async fn rows(pg: &Client, sql: &str) -> Result<Vec<tokio_postgres::Row>, DrillE
         Ok(rows) => Ok(rows),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
         Err(e) => Err(DrillError::Postgres(e.to_string())),
+    }
+}
+
+/// Sends each complete line of a child's output. A line longer than stdout's buffer (or
+/// a pipe's atomic write) takes more than one write(2), so a kill can cut it: a last
+/// line without its newline is such a remnant and is dropped — an acknowledgement cut
+/// short was never received, so its operation stays in flight, as it should.
+fn forward_complete_lines(mut out: impl std::io::BufRead, tx: &mpsc::Sender<String>) {
+    let mut line = Vec::new();
+    while out.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+        if line.pop() != Some(b'\n') || tx.send(String::from_utf8_lossy(&line).into_owned()).is_err() {
+            return;
+        }
+        line.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_cut_by_the_kill_is_dropped() {
+        let (tx, rx) = mpsc::channel();
+        forward_complete_lines(&b"A 1 -\nW 2 drill_a k01 put {\"n\":2,\"pad\":\"xx"[..], &tx);
+        drop(tx);
+        assert_eq!(rx.iter().collect::<Vec<_>>(), ["A 1 -"]);
     }
 }
