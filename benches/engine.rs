@@ -33,7 +33,6 @@
 //! set, else under cargo's `CARGO_TARGET_TMPDIR`.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, PoisonError};
@@ -44,9 +43,11 @@ mod common;
 use common::bare_map::BareMap;
 use common::heap::{COUNTING, Heap};
 use common::record::{Call, KEY_LEN, Keys, RECORD_BYTES, Rng, key};
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use common::setup::{bench_root, config, tempdir};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use memdb::wal::{Entry, Op, Options, Wal};
-use memdb::{Config, Durability, MemDb};
+use memdb::{Durability, MemDb};
 use serde_json::value::RawValue;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -212,15 +213,16 @@ impl Samples {
 // ---------------------------------------------------------------------------------------
 // Set-up.
 
-fn bench_root() -> PathBuf {
-    let root =
-        std::env::var_os("MEMDB_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
-    std::fs::create_dir_all(&root).expect("create the bench directory");
-    root
-}
-
-fn tempdir() -> TempDir {
-    tempfile::tempdir_in(bench_root()).expect("create a temp dir")
+/// A criterion group of single operations: 10 flat samples after a 1 s warm-up.
+fn flat_group<'c>(c: &'c mut Criterion, name: &str, measure_secs: u64) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(1));
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(measure_secs));
+    group
 }
 
 fn current_thread() -> Runtime {
@@ -236,21 +238,6 @@ fn table_name(tag: &str) -> String {
     format!("eb{}_{tag}", std::process::id())
 }
 
-/// The bench's configuration: defaults, except that only the benchmark flushes or evicts.
-fn config(dsn: &str, wal_dir: &Path) -> Config {
-    let mut c = Config::new(dsn, wal_dir);
-    c.durability = Durability::default();
-    c.flush_interval = Duration::from_secs(3_600);
-    c.idle_ttl = Duration::from_secs(86_400);
-    c.flush_dirty_threshold = usize::MAX;
-    c.flush_wal_bytes_threshold = u64::MAX;
-    c.max_dirty_records = usize::MAX;
-    c.max_wal_bytes = u64::MAX;
-    // A slow batch on a noisy machine must not fail the run.
-    c.pg_timeout = Duration::from_secs(120);
-    c
-}
-
 /// A database in its own WAL directory. Fields drop in order: the database, then the
 /// directory.
 struct BenchDb {
@@ -260,7 +247,7 @@ struct BenchDb {
 
 async fn open_db(dsn: &str) -> BenchDb {
     let dir = tempdir();
-    let db = MemDb::open(config(dsn, dir.path())).await.expect("open memdb");
+    let db = MemDb::open(config(dsn, dir.path(), Durability::default())).await.expect("open memdb");
     BenchDb { db, _dir: dir }
 }
 
@@ -327,13 +314,7 @@ fn inserts(c: &mut Criterion, dsn: &str) {
         rt.block_on(first.db.create_table(&table, &serde_json::json!({}))).expect("create table");
     }
 
-    let mut group = c.benchmark_group("insert");
-    group.throughput(Throughput::Elements(1));
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = flat_group(c, "insert", 3);
 
     // One database per case, opened before it (an open per sample would count in
     // criterion's estimate and leave samples of a few thousand inserts). Keys go on
@@ -653,13 +634,7 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
         }
     };
 
-    let mut group = c.benchmark_group("get");
-    group.throughput(Throughput::Elements(1));
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = flat_group(c, "get", 2);
     let uniform_name = if *n >= LOADED_RECORDS { "uniform_1M" } else { "uniform" };
     for (case, keys) in [("hot_1k", &hot), (uniform_name, &uniform)] {
         for threads in [1u64, 2] {

@@ -39,13 +39,13 @@ mod scale;
 mod systems;
 mod workload;
 
-use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use memdb::postgres::PrivateCluster;
 
 use crate::args::{Mode, Settings};
 use crate::common::record::{Call, RECORD_BYTES};
+use crate::common::setup::bench_root;
 use crate::phases::Ctx;
 use crate::report::{Meta, Report};
 use crate::systems::Which;
@@ -64,13 +64,6 @@ fn git_commit() -> String {
         .ok()
         .filter(|o| o.status.success())
         .map_or_else(|| "unknown".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-}
-
-fn bench_root() -> PathBuf {
-    let root =
-        std::env::var_os("MEMDB_BENCH_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
-    std::fs::create_dir_all(&root).expect("create the bench directory");
-    root
 }
 
 /// PostgreSQL's version and the settings that decide what a commit costs.

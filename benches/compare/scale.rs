@@ -10,9 +10,10 @@ use memdb::{Durability, MemDb};
 
 use crate::common::heap::{COUNTING, Heap};
 use crate::common::record::{Call, Keys};
+use crate::common::setup::config;
 use crate::phases::Ctx;
 use crate::report::{ScalePoint, fmt_rate};
-use crate::systems::memdb::{MemdbSystem, config};
+use crate::systems::memdb::MemdbSystem;
 use crate::systems::postgres::connect;
 
 /// Writer tasks of the inserts, and reader threads of the gets: one per core.

@@ -1,13 +1,13 @@
 //! memdb as a workload [`System`]: `insert` creates, `upsert` updates, `get`, `delete`.
 
 use std::path::Path;
-use std::time::Duration;
 
-use memdb::{Config, Durability, MemDb};
+use memdb::{Durability, MemDb};
 use tempfile::TempDir;
 
 use super::System;
 use crate::common::record::Call;
+use crate::common::setup::config;
 
 /// A database in its own WAL directory, with one table. Fields drop in order: the
 /// database, then the directory.
@@ -15,21 +15,6 @@ pub struct MemdbSystem {
     pub db: MemDb,
     pub table: String,
     pub dir: TempDir,
-}
-
-/// The bench's configuration: defaults, except that only the benchmark flushes or evicts.
-pub fn config(dsn: &str, wal_dir: &Path, durability: Durability) -> Config {
-    let mut c = Config::new(dsn, wal_dir);
-    c.durability = durability;
-    c.flush_interval = Duration::from_secs(3_600);
-    c.idle_ttl = Duration::from_secs(86_400);
-    c.flush_dirty_threshold = usize::MAX;
-    c.flush_wal_bytes_threshold = u64::MAX;
-    c.max_dirty_records = usize::MAX;
-    c.max_wal_bytes = u64::MAX;
-    // A slow batch on a noisy machine must not fail the run.
-    c.pg_timeout = Duration::from_secs(300);
-    c
 }
 
 impl MemdbSystem {
