@@ -31,6 +31,7 @@
 mod background;
 mod cache;
 mod config;
+mod counter;
 mod db;
 pub mod drill;
 mod durability;

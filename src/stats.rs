@@ -1,50 +1,7 @@
 //! Counters: the original's set plus what an operator needs, cheap on the hot path.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::counter::Counter;
 use std::time::Duration;
-
-/// Cells per counter: threads add to different cache lines, so counting a hit does not
-/// bounce one line between cores.
-const STRIPES: usize = 8;
-
-#[repr(align(64))]
-#[derive(Default)]
-struct Cell64(AtomicU64);
-
-/// A counter striped across cache lines.
-#[derive(Default)]
-pub(crate) struct Counter([Cell64; STRIPES]);
-
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-fn stripe() -> usize {
-    STRIPE.with(|s| {
-        if s.get() == usize::MAX {
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            s.set(NEXT.fetch_add(1, Ordering::Relaxed) as usize % STRIPES);
-        }
-        s.get()
-    })
-}
-
-impl Counter {
-    pub(crate) fn add(&self, n: u64) {
-        if let Some(cell) = self.0.get(stripe()) {
-            cell.0.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn incr(&self) {
-        self.add(1);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
-    }
-}
 
 /// The engine's running counters.
 #[derive(Default)]
