@@ -358,6 +358,7 @@ impl MemDb {
         self.inner.stats()
     }
 
+    #[inline]
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
     }

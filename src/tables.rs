@@ -78,6 +78,7 @@ impl Default for Tables {
 }
 
 impl Tables {
+    #[inline]
     fn snapshot(&self) -> &TableMap {
         // SAFETY: `current` always points at a snapshot held by `published` (see the
         // type's invariant), never freed before `self` drops; snapshots are never mutated
@@ -87,6 +88,7 @@ impl Tables {
     }
 
     /// Runs `f` on the table named `name`, if it exists, without cloning its handle.
+    #[inline]
     pub(crate) fn with<R>(&self, name: &str, f: impl FnOnce(&Arc<Table>) -> R) -> Option<R> {
         self.snapshot().get(name).map(f)
     }

@@ -50,10 +50,34 @@ pub(crate) enum Update<E> {
     Failed(E),
 }
 
+/// The keys' hash function, seeded per table.
+#[derive(Default)]
+pub(crate) struct Hasher(foldhash::fast::RandomState);
+
+impl Hasher {
+    #[inline]
+    fn key<'k>(&self, text: &'k str) -> Key<'k> {
+        Key { hash: self.0.hash_one(text), text }
+    }
+}
+
+/// A key with its hash, computed once per operation: bits 32.. pick the shard, and the
+/// shard's table uses the low bits (bucket) and the top 7 (tag), so the two choices are
+/// independent.
+#[derive(Clone, Copy)]
+pub(crate) struct Key<'k> {
+    hash: u64,
+    text: &'k str,
+}
+
+/// A shard on cache lines of its own: no false sharing between neighbours' locks.
+#[repr(align(128))]
+struct Padded(RwLock<Shard>);
+
 /// One table's records in memory.
 pub(crate) struct Cache {
-    shards: Box<[RwLock<Shard>]>,
-    hasher: foldhash::fast::RandomState,
+    shards: Box<[Padded]>,
+    hasher: Hasher,
     cached: AtomicUsize,
     dirty: AtomicUsize,
 }
@@ -61,18 +85,27 @@ pub(crate) struct Cache {
 impl Cache {
     pub(crate) fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            shards: (0..SHARDS).map(|_| Padded(RwLock::new(Shard::default()))).collect(),
+            hasher: Hasher::default(),
             cached: AtomicUsize::new(0),
             dirty: AtomicUsize::new(0),
         }
     }
 
-    fn shard_of(&self, key: &str) -> &RwLock<Shard> {
-        let i = (self.hasher.hash_one(key) >> 32) as usize % SHARDS;
-        self.shards.get(i).unwrap_or_else(|| unreachable!("index is reduced modulo SHARDS"))
+    /// The key hashed, and its shard.
+    #[inline]
+    fn shard_of<'k>(&self, key: &'k str) -> (Key<'k>, &RwLock<Shard>) {
+        let key = self.hasher.key(key);
+        let i = (key.hash >> 32) as usize % SHARDS;
+        let shard = self.shards.get(i).unwrap_or_else(|| unreachable!("index is reduced modulo SHARDS"));
+        (key, &shard.0)
     }
 
+    fn all_shards(&self) -> impl Iterator<Item = &RwLock<Shard>> {
+        self.shards.iter().map(|p| &p.0)
+    }
+
+    #[inline]
     fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
         shard.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -82,9 +115,11 @@ impl Cache {
     }
 
     /// Looks `key` up, touching its access time.
+    #[inline]
     pub(crate) fn get(&self, key: &str, now: u32) -> Lookup {
-        let shard = Self::read(self.shard_of(key));
-        match shard.map.get(key) {
+        let (key, shard) = self.shard_of(key);
+        let shard = Self::read(shard);
+        match shard.get(key) {
             Some(slot) => {
                 slot.touch(now);
                 Lookup::Hit(slot.value.clone())
@@ -95,7 +130,8 @@ impl Cache {
 
     /// The record's value and LSN if in memory, without touching its access time.
     pub(crate) fn peek(&self, key: &str) -> Option<(Value, Lsn)> {
-        Self::read(self.shard_of(key)).map.get(key).map(|s| (s.value.clone(), s.lsn))
+        let (key, shard) = self.shard_of(key);
+        Self::read(shard).get(key).map(|s| (s.value.clone(), s.lsn))
     }
 
     /// Writes `value` (a tombstone when `None`): `append` is called under the shard lock
@@ -108,9 +144,10 @@ impl Cache {
         now: u32,
         append: impl FnOnce() -> Result<Lsn, E>,
     ) -> Result<Lsn, E> {
-        let mut shard = Self::write_lock(self.shard_of(key));
+        let (key, shard) = self.shard_of(key);
+        let mut shard = Self::write_lock(shard);
         let lsn = append()?;
-        let change = shard.put_dirty(key, value, lsn, now);
+        let change = shard.put_dirty(&self.hasher, key, value, lsn, now);
         self.account(change);
         Ok(lsn)
     }
@@ -128,15 +165,16 @@ impl Cache {
         update: impl FnOnce(&Value) -> Result<Value, E>,
         append: impl FnOnce(&Value) -> Result<Lsn, E>,
     ) -> Result<(Lsn, Value), Update<E>> {
-        let mut shard = Self::write_lock(self.shard_of(key));
-        let value = match (shard.map.get(key), base) {
+        let (key, shard) = self.shard_of(key);
+        let mut shard = Self::write_lock(shard);
+        let value = match (shard.get(key), base) {
             (Some(slot), _) => update(&slot.value),
             (None, Some((value, epoch))) if epoch == shard.epoch => update(&value),
             (None, _) => return Err(Update::Raced),
         }
         .map_err(Update::Failed)?;
         let lsn = append(&value).map_err(Update::Failed)?;
-        let change = shard.put_dirty(key, value.clone(), lsn, now);
+        let change = shard.put_dirty(&self.hasher, key, value.clone(), lsn, now);
         self.account(change);
         Ok((lsn, value))
     }
@@ -145,20 +183,22 @@ impl Cache {
     /// and nothing was removed from its shard since the lookup that missed (`epoch`), so
     /// a load never resurrects a value that a racing write or delete replaced.
     pub(crate) fn load(&self, key: &str, value: Value, lsn: Lsn, epoch: u64, now: u32) -> bool {
-        let mut shard = Self::write_lock(self.shard_of(key));
-        if shard.epoch != epoch || shard.map.contains_key(key) {
+        let (key, shard) = self.shard_of(key);
+        let mut shard = Self::write_lock(shard);
+        if shard.epoch != epoch || shard.get(key).is_some() {
             return false;
         }
-        shard.put_clean(key, value, lsn, now);
+        shard.put_clean(&self.hasher, key, value, lsn, now);
         self.cached.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     /// Replays a recovered record as dirty if it is newer than what memory holds.
     pub(crate) fn recover(&self, key: &str, value: Value, lsn: Lsn, now: u32) {
-        let mut shard = Self::write_lock(self.shard_of(key));
-        if shard.map.get(key).is_none_or(|s| s.lsn < lsn) {
-            let change = shard.put_dirty(key, value, lsn, now);
+        let (key, shard) = self.shard_of(key);
+        let mut shard = Self::write_lock(shard);
+        if shard.get(key).is_none_or(|s| s.lsn < lsn) {
+            let change = shard.put_dirty(&self.hasher, key, value, lsn, now);
             self.account(change);
         }
     }
@@ -166,14 +206,14 @@ impl Cache {
     /// Takes up to `max` dirty records for the flusher, a bounded number per lock.
     pub(crate) fn take_dirty(&self, max: usize) -> Vec<Dirty> {
         let mut out = Vec::new();
-        for shard in &*self.shards {
+        for shard in self.all_shards() {
             if out.len() >= max {
                 break;
             }
             if Self::read(shard).dirty.is_empty() {
                 continue;
             }
-            Self::write_lock(shard).take_dirty(max - out.len(), &mut out);
+            Self::write_lock(shard).take_dirty(&self.hasher, max - out.len(), &mut out);
         }
         out
     }
@@ -183,36 +223,35 @@ impl Cache {
     /// `superseded` (PostgreSQL kept a newer row) are dropped too, so reads load that row.
     pub(crate) fn mark_flushed(&self, records: &[Dirty], superseded: &[String]) {
         let superseded: HashSet<&str> = superseded.iter().map(String::as_str).collect();
-        self.for_each_shard_of(records, |shard, r| {
-            let change = shard.mark_flushed(r, superseded.contains(&*r.key));
+        self.for_each_shard_of(records, |shard, key, r| {
+            let change = shard.mark_flushed(key, r, superseded.contains(&*r.key));
             self.account(change);
         });
     }
 
     /// After a failed flush: every record goes back on its dirty list (or is parked).
     pub(crate) fn restore(&self, records: &[Dirty], park: bool) {
-        self.for_each_shard_of(records, |shard, r| shard.restore(r, park));
+        self.for_each_shard_of(records, |shard, key, r| shard.restore(key, r, park));
     }
 
-    /// Runs `f` on each record with its shard locked, taking each lock once per run of
-    /// records in the same shard.
-    fn for_each_shard_of(&self, records: &[Dirty], mut f: impl FnMut(&mut Shard, &Dirty)) {
+    /// Runs `f` on each record (and its hashed key) with its shard locked.
+    fn for_each_shard_of(&self, records: &[Dirty], mut f: impl FnMut(&mut Shard, Key<'_>, &Dirty)) {
         for r in records {
-            let mut shard = Self::write_lock(self.shard_of(&r.key));
-            f(&mut shard, r);
+            let (key, shard) = self.shard_of(&r.key);
+            f(&mut Self::write_lock(shard), key, r);
         }
     }
 
     /// The lowest LSN the WAL must keep for this table: that of its oldest dirty or
     /// parked record. Only meaningful while no flush holds records (the flush lock).
     pub(crate) fn min_dirty_lsn(&self) -> Option<Lsn> {
-        self.shards.iter().filter_map(|s| Self::read(s).min_dirty_lsn()).min()
+        self.all_shards().filter_map(|s| Self::read(s).min_dirty_lsn(&self.hasher)).min()
     }
 
     /// Evicts clean records last touched before `cutoff`; returns how many.
     pub(crate) fn evict_older_than(&self, cutoff: u32) -> usize {
         let mut evicted = 0;
-        for shard in &*self.shards {
+        for shard in self.all_shards() {
             // A shard with nothing idle is skipped under the read lock: writers and
             // readers of busy shards are not held up by a sweep that finds nothing.
             if Self::read(shard).may_hold_idle(cutoff) {
@@ -225,7 +264,7 @@ impl Cache {
 
     /// Access times of a sample of clean records, to pick an LRU cutoff.
     pub(crate) fn sample_access_times(&self, per_shard: usize, out: &mut Vec<u32>) {
-        for shard in &*self.shards {
+        for shard in self.all_shards() {
             Self::read(shard).sample_access_times(per_shard, out);
         }
     }
@@ -242,7 +281,7 @@ impl Cache {
 
     /// Parked records: rejected by PostgreSQL, kept in memory and the WAL.
     pub(crate) fn parked(&self) -> usize {
-        self.shards.iter().map(|s| Self::read(s).parked.len()).sum()
+        self.all_shards().map(|s| Self::read(s).parked.len()).sum()
     }
 
     fn account(&self, change: shard::Change) {
@@ -277,6 +316,7 @@ impl Clock {
     }
 
     /// The current tick, as of the last [`Clock::tick`].
+    #[inline]
     pub(crate) fn now(&self) -> u32 {
         self.now.load(Ordering::Relaxed)
     }

@@ -3,18 +3,21 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use hashbrown::hash_map::EntryRef;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use memdb_wal::Lsn;
 
-use super::{Dirty, Value};
+use super::{Dirty, Hasher, Key, Value};
 
-/// One record in memory.
+/// One record in memory, with its key: the table stores slots whole, found by the key's
+/// hash (computed once per operation, see [`Key`]).
 pub(super) struct Slot {
+    pub key: Arc<str>,
     pub value: Value,
     pub lsn: Lsn,
-    pub state: State,
     /// Tick of the last read or write (see `Clock`).
     last_access: AtomicU32,
+    pub state: State,
 }
 
 /// Where a slot stands with the flusher.
@@ -29,10 +32,7 @@ pub(super) enum State {
 }
 
 impl Slot {
-    pub(super) fn clean(value: Value, lsn: Lsn, now: u32) -> Self {
-        Self { value, lsn, state: State::Clean, last_access: AtomicU32::new(now) }
-    }
-
+    #[inline]
     pub(super) fn touch(&self, now: u32) {
         // A plain store: concurrent readers may race, any of their ticks is fine.
         if self.last_access.load(Ordering::Relaxed) != now {
@@ -52,37 +52,52 @@ pub(super) struct Change {
     pub dirty: isize,
 }
 
+/// The lock and the table's header come first, so a lookup reads one cache line of the
+/// shard (the cache aligns each shard to its own lines).
+#[repr(C)]
 pub(super) struct Shard {
-    pub map: hashbrown::HashMap<Arc<str>, Slot, foldhash::fast::RandomState>,
-    /// Keys of dirty slots not yet handed to the flusher.
-    pub dirty: Vec<Arc<str>>,
-    /// Keys of parked slots.
-    pub parked: Vec<Arc<str>>,
+    map: HashTable<Slot>,
     /// Bumped whenever a slot is removed, so a racing load can tell (see `Cache::load`).
     pub epoch: u64,
     /// No clean slot was accessed before this tick (`u32::MAX`: no clean slot). Access
     /// times only grow, so the bound stays true until a slot becomes clean; it lets the
     /// eviction sweep skip a shard with nothing idle instead of scanning it.
     pub clean_floor: u32,
+    /// Keys of dirty slots not yet handed to the flusher.
+    pub dirty: Vec<Arc<str>>,
+    /// Keys of parked slots.
+    pub parked: Vec<Arc<str>>,
 }
 
 impl Default for Shard {
     fn default() -> Self {
-        Self {
-            map: hashbrown::HashMap::default(),
-            dirty: Vec::new(),
-            parked: Vec::new(),
-            epoch: 0,
-            clean_floor: u32::MAX,
-        }
+        Self { map: HashTable::new(), epoch: 0, clean_floor: u32::MAX, dirty: Vec::new(), parked: Vec::new() }
     }
 }
 
+fn rehash(hasher: &Hasher) -> impl Fn(&Slot) -> u64 + '_ {
+    move |slot| hasher.key(&slot.key).hash
+}
+
 impl Shard {
+    #[inline]
+    pub(super) fn get(&self, key: Key<'_>) -> Option<&Slot> {
+        self.map.find(key.hash, |s| *s.key == *key.text)
+    }
+
+    fn get_mut(&mut self, key: Key<'_>) -> Option<&mut Slot> {
+        self.map.find_mut(key.hash, |s| *s.key == *key.text)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
     /// Sets a slot dirty with a new value and LSN (one hash probe, new key or not).
-    pub(super) fn put_dirty(&mut self, key: &str, value: Value, lsn: Lsn, now: u32) -> Change {
-        let vacant = match self.map.entry_ref(key) {
-            EntryRef::Occupied(mut entry) => {
+    pub(super) fn put_dirty(&mut self, hasher: &Hasher, key: Key<'_>, value: Value, lsn: Lsn, now: u32) -> Change {
+        match self.map.entry(key.hash, |s| *s.key == *key.text, rehash(hasher)) {
+            Entry::Occupied(mut entry) => {
                 let slot = entry.get_mut();
                 let was = slot.state;
                 slot.value = value;
@@ -90,21 +105,21 @@ impl Shard {
                 slot.state = State::Dirty;
                 slot.touch(now);
                 match was {
-                    State::Dirty => return Change::default(),
+                    State::Dirty => Change::default(),
                     State::Clean => {
-                        self.dirty.push(Arc::clone(entry.key()));
-                        return Change { cached: 0, dirty: 1 };
+                        self.dirty.push(Arc::clone(&slot.key));
+                        Change { cached: 0, dirty: 1 }
                     }
-                    State::Parked => {}
+                    State::Parked => self.unpark(key.text),
                 }
-                return self.unpark(key);
             }
-            EntryRef::Vacant(entry) => entry,
-        };
-        let key: Arc<str> = Arc::from(key);
-        self.dirty.push(Arc::clone(&key));
-        vacant.insert_with_key(key, Slot { value, lsn, state: State::Dirty, last_access: AtomicU32::new(now) });
-        Change { cached: 1, dirty: 1 }
+            Entry::Vacant(entry) => {
+                let text: Arc<str> = Arc::from(key.text);
+                self.dirty.push(Arc::clone(&text));
+                entry.insert(Slot { key: text, value, lsn, last_access: AtomicU32::new(now), state: State::Dirty });
+                Change { cached: 1, dirty: 1 }
+            }
+        }
     }
 
     /// A parked slot got a new value, and with it a new chance: off the parked list,
@@ -117,10 +132,10 @@ impl Shard {
         Change::default()
     }
 
-    pub(super) fn take_dirty(&mut self, max: usize, out: &mut Vec<Dirty>) {
+    pub(super) fn take_dirty(&mut self, hasher: &Hasher, max: usize, out: &mut Vec<Dirty>) {
         let n = max.min(self.dirty.len());
         for key in self.dirty.drain(..n) {
-            if let Some(slot) = self.map.get(&key) {
+            if let Some(slot) = self.map.find(hasher.key(&key).hash, |s| s.key == key) {
                 out.push(Dirty { key, value: slot.value.clone(), lsn: slot.lsn });
             }
         }
@@ -128,8 +143,8 @@ impl Shard {
 
     /// `superseded`: PostgreSQL kept a newer row than this record, so memory must not
     /// keep the record's value as if it were PostgreSQL's.
-    pub(super) fn mark_flushed(&mut self, r: &Dirty, superseded: bool) -> Change {
-        let Some(slot) = self.map.get_mut(&r.key) else { return Change::default() };
+    pub(super) fn mark_flushed(&mut self, key: Key<'_>, r: &Dirty, superseded: bool) -> Change {
+        let Some(slot) = self.map.find_mut(key.hash, |s| *s.key == *key.text) else { return Change::default() };
         if slot.lsn != r.lsn {
             // A write raced the flush: still dirty, back on the list unless parked meanwhile.
             if slot.state == State::Dirty {
@@ -138,7 +153,9 @@ impl Shard {
             return Change::default();
         }
         if slot.value.is_none() || superseded {
-            self.map.remove(&r.key);
+            if let Ok(entry) = self.map.find_entry(key.hash, |s| *s.key == *key.text) {
+                entry.remove();
+            }
             self.epoch += 1;
             return Change { cached: -1, dirty: -1 };
         }
@@ -147,8 +164,8 @@ impl Shard {
         Change { cached: 0, dirty: -1 }
     }
 
-    pub(super) fn restore(&mut self, r: &Dirty, park: bool) {
-        let Some(slot) = self.map.get_mut(&r.key) else { return };
+    pub(super) fn restore(&mut self, key: Key<'_>, r: &Dirty, park: bool) {
+        let Some(slot) = self.get_mut(key) else { return };
         if slot.state != State::Dirty {
             return;
         }
@@ -161,8 +178,8 @@ impl Shard {
         }
     }
 
-    pub(super) fn min_dirty_lsn(&self) -> Option<Lsn> {
-        self.dirty.iter().chain(&self.parked).filter_map(|k| self.map.get(k)).map(|s| s.lsn).min()
+    pub(super) fn min_dirty_lsn(&self, hasher: &Hasher) -> Option<Lsn> {
+        self.dirty.iter().chain(&self.parked).filter_map(|k| self.get(hasher.key(k))).map(|s| s.lsn).min()
     }
 
     /// Whether a clean slot may have been idle since before `cutoff`.
@@ -170,9 +187,10 @@ impl Shard {
         self.clean_floor < cutoff
     }
 
-    /// Inserts a clean slot (a record loaded from PostgreSQL).
-    pub(super) fn put_clean(&mut self, key: &str, value: Value, lsn: Lsn, now: u32) {
-        self.map.insert(Arc::from(key), Slot::clean(value, lsn, now));
+    /// Inserts a clean slot (a record loaded from PostgreSQL); the key must be absent.
+    pub(super) fn put_clean(&mut self, hasher: &Hasher, key: Key<'_>, value: Value, lsn: Lsn, now: u32) {
+        let slot = Slot { key: Arc::from(key.text), value, lsn, last_access: AtomicU32::new(now), state: State::Clean };
+        self.map.insert_unique(key.hash, slot, rehash(hasher));
         self.clean_floor = self.clean_floor.min(now);
     }
 
@@ -182,7 +200,7 @@ impl Shard {
         }
         let before = self.map.len();
         let mut floor = u32::MAX;
-        self.map.retain(|_, slot| {
+        self.map.retain(|slot| {
             let keep = slot.state != State::Clean || slot.accessed() >= cutoff;
             if keep && slot.state == State::Clean {
                 floor = floor.min(slot.accessed());
@@ -198,7 +216,7 @@ impl Shard {
     }
 
     pub(super) fn sample_access_times(&self, n: usize, out: &mut Vec<u32>) {
-        out.extend(self.map.values().filter(|s| s.state == State::Clean).take(n).map(Slot::accessed));
+        out.extend(self.map.iter().filter(|s| s.state == State::Clean).take(n).map(Slot::accessed));
     }
 }
 
@@ -212,20 +230,46 @@ mod tests {
 
     #[test]
     fn the_eviction_sweep_skips_a_shard_with_nothing_idle_and_still_evicts_what_is() {
+        let h = Hasher::default();
         let mut shard = Shard::default();
         assert!(!shard.may_hold_idle(u32::MAX - 1), "an empty shard holds nothing idle");
-        shard.put_dirty("a", Some(Arc::from("{}")), 1, 5);
+        shard.put_dirty(&h, h.key("a"), Some(Arc::from("{}")), 1, 5);
         assert_eq!(shard.evict_older_than(100), 0, "dirty slots are never evicted");
         let mut taken = Vec::new();
-        shard.take_dirty(10, &mut taken);
-        shard.mark_flushed(&dirty("a", 1), false);
+        shard.take_dirty(&h, 10, &mut taken);
+        assert_eq!(taken.len(), 1);
+        shard.mark_flushed(h.key("a"), &dirty("a", 1), false);
         assert!(!shard.may_hold_idle(5), "clean since tick 5: nothing idle before it");
         assert_eq!(shard.evict_older_than(5), 0);
-        shard.put_clean("b", Some(Arc::from("{}")), 2, 9);
+        shard.put_clean(&h, h.key("b"), Some(Arc::from("{}")), 2, 9);
         assert_eq!(shard.evict_older_than(6), 1, "`a` (tick 5) goes, `b` (tick 9) stays");
-        assert!(shard.map.contains_key("b") && !shard.map.contains_key("a"));
+        assert!(shard.get(h.key("b")).is_some() && shard.get(h.key("a")).is_none());
         assert!(!shard.may_hold_idle(9) && shard.may_hold_idle(10), "the floor is now `b`'s tick");
         assert_eq!(shard.evict_older_than(10), 1);
-        assert!(shard.map.is_empty() && !shard.may_hold_idle(u32::MAX - 1));
+        assert!(shard.len() == 0 && !shard.may_hold_idle(u32::MAX - 1));
+    }
+
+    #[test]
+    fn slots_are_found_by_their_key_across_growth_and_removal() {
+        let h = Hasher::default();
+        let mut shard = Shard::default();
+        let keys: Vec<String> = (0..1000).map(|i| format!("k:{i}")).collect();
+        for (lsn, k) in (1..).zip(&keys) {
+            shard.put_dirty(&h, h.key(k), Some(Arc::from(k.as_str())), lsn, 0);
+        }
+        let mut taken = Vec::new();
+        shard.take_dirty(&h, usize::MAX, &mut taken);
+        assert_eq!(taken.len(), 1000);
+        for r in &taken {
+            // Every other record is a superseded one: it leaves memory.
+            let gone = r.lsn % 2 == 0;
+            shard.mark_flushed(h.key(&r.key), r, gone);
+        }
+        for (lsn, k) in (1..).zip(&keys) {
+            let found = shard.get(h.key(k)).map(|s| s.value.as_deref().map(str::to_owned));
+            let expected = (lsn % 2 == 1).then(|| Some(k.clone()));
+            assert_eq!(found, expected, "{k}");
+        }
+        assert_eq!(shard.len(), 500);
     }
 }
