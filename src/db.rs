@@ -19,6 +19,7 @@ use crate::schema::Schema;
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::tables::{Table, Tables};
+use crate::text::Text;
 use crate::validate;
 
 /// An embedded write-behind database: JSON records by `(table, key)` in memory, made
@@ -153,7 +154,7 @@ impl MemDb {
         // The table exists from here on: tables are never removed.
         let written = inner.tables.with(table, |t| {
             t.schema().check(table, key, value.as_bytes())?;
-            let lsn = t.cache.write(key, Some(Arc::clone(&value)), inner.clock.now(), || {
+            let lsn = t.cache.write(key, Some(value.clone()), inner.clock.now(), || {
                 inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: value.as_bytes() })
             })?;
             Ok::<_, Error>((lsn, t.cache.dirty()))
@@ -187,7 +188,7 @@ impl MemDb {
                 let json = doc.to_string();
                 validate::value(table, key, json.as_bytes(), inner.config.max_record_bytes)?;
                 t.schema().check(table, key, json.as_bytes())?;
-                Ok(Some(Arc::from(json)))
+                Ok(Some(Text::from(json)))
             };
             let append = |value: &Value| {
                 let bytes = value.as_deref().map_or(&b""[..], str::as_bytes);
@@ -197,7 +198,7 @@ impl MemDb {
                 Ok((lsn, value)) => {
                     inner.counters.inserts.incr();
                     inner.after_write(lsn, t.cache.dirty()).await?;
-                    return Ok(Json(value.unwrap_or_else(|| Arc::from("{}"))));
+                    return Ok(Json(value.unwrap_or_else(|| Text::from("{}"))));
                 }
                 Err(crate::cache::Update::Raced) => continue,
                 Err(crate::cache::Update::Failed(e)) => return Err(e),
@@ -253,8 +254,8 @@ impl MemDb {
         validate::key(key)?;
         inner.ensure_pg_table(&t).await?;
         let Some((json, lsn)) = inner.store.get(table, key).await? else { return Ok(None) };
-        let value: Arc<str> = Arc::from(json);
-        t.cache.load(key, Some(Arc::clone(&value)), lsn, epoch, inner.clock.now());
+        let value = Text::from(json);
+        t.cache.load(key, Some(value.clone()), lsn, epoch, inner.clock.now());
         Ok(Some(Json(value)))
     }
 
@@ -274,7 +275,7 @@ impl MemDb {
         }
         validate::key(key)?;
         self.inner.ensure_pg_table(&t).await?;
-        Ok(self.inner.store.get(table, key).await?.map(|(json, _)| Json(Arc::from(json))))
+        Ok(self.inner.store.get(table, key).await?.map(|(json, _)| Json(Text::from(json))))
     }
 
     /// Reads a record and deserialises it into `T`.
@@ -323,7 +324,7 @@ impl MemDb {
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.inner.store.query(table, where_sql, params, limit).await?;
-        Ok(rows.into_iter().map(|(key, data)| Row { key, data: Json(Arc::from(data)) }).collect())
+        Ok(rows.into_iter().map(|(key, data)| Row { key, data: Json(Text::from(data)) }).collect())
     }
 
     /// Flushes the dirty records of one table, or of all, to PostgreSQL now. Returns the
@@ -421,7 +422,7 @@ impl Inner {
         self.counters.cache_misses.incr();
         self.ensure_pg_table(t).await?;
         let row = self.store.get(&t.name, key).await?;
-        Ok((row.map(|(json, _)| Arc::from(json)), epoch))
+        Ok((row.map(|(json, _)| Text::from(json)), epoch))
     }
 
     /// Makes writers wait while over the dirty/WAL budget, then fail.

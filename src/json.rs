@@ -1,7 +1,7 @@
 //! Records as the API hands them out: JSON text shared without copying.
 
+use crate::text::Text;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 /// A record's JSON text. Cloning it is a reference-count increment: reads never copy
 /// or parse the record. Parse it with [`Json::to_value`] or [`Json::deserialize`].
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Json(pub(crate) Arc<str>);
+pub struct Json(pub(crate) Text);
 
 impl Json {
     /// The JSON text (compact as written, or as PostgreSQL returned it).
@@ -85,7 +85,7 @@ pub(crate) fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Va
 
 /// Serialises `value` as compact JSON straight into its shared form: through a buffer
 /// kept per thread, so a write makes one allocation (the record's) and one copy.
-pub(crate) fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Arc<str>, serde_json::Error> {
+pub(crate) fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Text, serde_json::Error> {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -97,7 +97,7 @@ pub(crate) fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Arc<str>, se
         buf.clear();
         serde_json::to_writer(&mut *buf, value)?;
         let text = std::str::from_utf8(buf).map_err(serde::ser::Error::custom)?;
-        let shared = Arc::from(text);
+        let shared = Text::from(text);
         if buf.capacity() > 1 << 20 {
             *buf = Vec::new(); // do not pin one huge record's buffer for the thread's life
         }

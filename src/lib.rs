@@ -46,6 +46,7 @@ mod schema;
 mod stats;
 mod store;
 mod tables;
+mod text;
 mod validate;
 
 pub use config::Config;

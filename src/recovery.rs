@@ -21,6 +21,7 @@ use crate::schema::Schema;
 use crate::stats::Counters;
 use crate::store::Store;
 use crate::tables::Tables;
+use crate::text::Text;
 use crate::validate;
 
 /// Room in a WAL record for the key and encoding beside the largest value.
@@ -143,7 +144,7 @@ fn replay_wal(inner: &Inner) -> Result<u64> {
             }
             Op::Put | Op::Delete => {
                 let (table, _) = inner.tables.get_or_insert(&record.table, Schema::default(), false);
-                let value = (record.op == Op::Put).then(|| Arc::from(text));
+                let value = (record.op == Op::Put).then(|| Text::from(text));
                 table.cache.recover(&record.key, value, record.lsn, now);
             }
         }

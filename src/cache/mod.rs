@@ -14,9 +14,11 @@ mod shard;
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use memdb_wal::Lsn;
+
+use crate::text::Text;
 
 use shard::Shard;
 
@@ -24,12 +26,12 @@ use shard::Shard;
 const SHARDS: usize = 128;
 
 /// A record value in memory: JSON text shared without copying; `None` is a tombstone.
-pub(crate) type Value = Option<Arc<str>>;
+pub(crate) type Value = Option<Text>;
 
 /// A dirty record handed to the flusher.
 #[derive(Clone, Debug)]
 pub(crate) struct Dirty {
-    pub key: Arc<str>,
+    pub key: Text,
     pub value: Value,
     pub lsn: Lsn,
 }

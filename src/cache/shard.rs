@@ -1,6 +1,5 @@
 //! One shard of a table's map: the slots, and the lists of dirty and parked keys.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use hashbrown::HashTable;
@@ -8,17 +7,21 @@ use hashbrown::hash_table::Entry;
 use memdb_wal::Lsn;
 
 use super::{Dirty, Hasher, Key, Value};
+use crate::text::Text;
 
 /// One record in memory, with its key: the table stores slots whole, found by the key's
 /// hash (computed once per operation, see [`Key`]).
 pub(super) struct Slot {
-    pub key: Arc<str>,
+    pub key: Text,
     pub value: Value,
     pub lsn: Lsn,
     /// Tick of the last read or write (see `Clock`).
     last_access: AtomicU32,
     pub state: State,
 }
+
+// Two thin pointers, the LSN, the tick and the state: 32 bytes, two slots per line.
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 /// Where a slot stands with the flusher.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +67,9 @@ pub(super) struct Shard {
     /// eviction sweep skip a shard with nothing idle instead of scanning it.
     pub clean_floor: u32,
     /// Keys of dirty slots not yet handed to the flusher.
-    pub dirty: Vec<Arc<str>>,
+    pub dirty: Vec<Text>,
     /// Keys of parked slots.
-    pub parked: Vec<Arc<str>>,
+    pub parked: Vec<Text>,
 }
 
 impl Default for Shard {
@@ -107,15 +110,15 @@ impl Shard {
                 match was {
                     State::Dirty => Change::default(),
                     State::Clean => {
-                        self.dirty.push(Arc::clone(&slot.key));
+                        self.dirty.push(slot.key.clone());
                         Change { cached: 0, dirty: 1 }
                     }
                     State::Parked => self.unpark(key.text),
                 }
             }
             Entry::Vacant(entry) => {
-                let text: Arc<str> = Arc::from(key.text);
-                self.dirty.push(Arc::clone(&text));
+                let text: Text = Text::from(key.text);
+                self.dirty.push(text.clone());
                 entry.insert(Slot { key: text, value, lsn, last_access: AtomicU32::new(now), state: State::Dirty });
                 Change { cached: 1, dirty: 1 }
             }
@@ -148,7 +151,7 @@ impl Shard {
         if slot.lsn != r.lsn {
             // A write raced the flush: still dirty, back on the list unless parked meanwhile.
             if slot.state == State::Dirty {
-                self.dirty.push(Arc::clone(&r.key));
+                self.dirty.push(r.key.clone());
             }
             return Change::default();
         }
@@ -172,9 +175,9 @@ impl Shard {
         // Park only the value PostgreSQL rejected; a newer one raced in gets its chance.
         if park && slot.lsn == r.lsn {
             slot.state = State::Parked;
-            self.parked.push(Arc::clone(&r.key));
+            self.parked.push(r.key.clone());
         } else {
-            self.dirty.push(Arc::clone(&r.key));
+            self.dirty.push(r.key.clone());
         }
     }
 
@@ -189,7 +192,8 @@ impl Shard {
 
     /// Inserts a clean slot (a record loaded from PostgreSQL); the key must be absent.
     pub(super) fn put_clean(&mut self, hasher: &Hasher, key: Key<'_>, value: Value, lsn: Lsn, now: u32) {
-        let slot = Slot { key: Arc::from(key.text), value, lsn, last_access: AtomicU32::new(now), state: State::Clean };
+        let slot =
+            Slot { key: Text::from(key.text), value, lsn, last_access: AtomicU32::new(now), state: State::Clean };
         self.map.insert_unique(key.hash, slot, rehash(hasher));
         self.clean_floor = self.clean_floor.min(now);
     }
@@ -225,7 +229,7 @@ mod tests {
     use super::*;
 
     fn dirty(key: &str, lsn: Lsn) -> Dirty {
-        Dirty { key: Arc::from(key), value: Some(Arc::from("{}")), lsn }
+        Dirty { key: Text::from(key), value: Some(Text::from("{}")), lsn }
     }
 
     #[test]
@@ -233,7 +237,7 @@ mod tests {
         let h = Hasher::default();
         let mut shard = Shard::default();
         assert!(!shard.may_hold_idle(u32::MAX - 1), "an empty shard holds nothing idle");
-        shard.put_dirty(&h, h.key("a"), Some(Arc::from("{}")), 1, 5);
+        shard.put_dirty(&h, h.key("a"), Some(Text::from("{}")), 1, 5);
         assert_eq!(shard.evict_older_than(100), 0, "dirty slots are never evicted");
         let mut taken = Vec::new();
         shard.take_dirty(&h, 10, &mut taken);
@@ -241,7 +245,7 @@ mod tests {
         shard.mark_flushed(h.key("a"), &dirty("a", 1), false);
         assert!(!shard.may_hold_idle(5), "clean since tick 5: nothing idle before it");
         assert_eq!(shard.evict_older_than(5), 0);
-        shard.put_clean(&h, h.key("b"), Some(Arc::from("{}")), 2, 9);
+        shard.put_clean(&h, h.key("b"), Some(Text::from("{}")), 2, 9);
         assert_eq!(shard.evict_older_than(6), 1, "`a` (tick 5) goes, `b` (tick 9) stays");
         assert!(shard.get(h.key("b")).is_some() && shard.get(h.key("a")).is_none());
         assert!(!shard.may_hold_idle(9) && shard.may_hold_idle(10), "the floor is now `b`'s tick");
@@ -255,7 +259,7 @@ mod tests {
         let mut shard = Shard::default();
         let keys: Vec<String> = (0..1000).map(|i| format!("k:{i}")).collect();
         for (lsn, k) in (1..).zip(&keys) {
-            shard.put_dirty(&h, h.key(k), Some(Arc::from(k.as_str())), lsn, 0);
+            shard.put_dirty(&h, h.key(k), Some(Text::from(k.as_str())), lsn, 0);
         }
         let mut taken = Vec::new();
         shard.take_dirty(&h, usize::MAX, &mut taken);

@@ -1,0 +1,88 @@
+//! `Text`: an immutable, shared string behind one thin pointer.
+//!
+//! Keys and record values live in the cache as `Text`: a slot holds two of them in 16
+//! bytes instead of 32 (the length sits in the allocation, beside the reference
+//! count), so a slot is 32 bytes and a bucket never spans more than its own line's
+//! worth of a table. Cloning is a reference-count increment, as with `Arc<str>`.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+
+use triomphe::ThinArc;
+
+/// An immutable, reference-counted UTF-8 string, one pointer wide.
+#[derive(Clone)]
+pub(crate) struct Text(ThinArc<(), u8>);
+
+impl Text {
+    #[inline]
+    pub(crate) fn as_str(&self) -> &str {
+        // SAFETY: a `Text` is only ever built from a `&str` (see `From<&str>`) and never
+        // mutated, so its bytes are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.0.slice) }
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Self(ThinArc::from_header_and_slice((), s.as_bytes()))
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Self::from(s.as_str())
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl Hash for Text {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trips_compares_by_content_and_is_one_pointer_wide() {
+        for s in ["", "a", "call:0000000001", "é ✓ 𝄞", &"x".repeat(100_000)] {
+            let t = Text::from(s);
+            assert_eq!(t.as_str(), s);
+            assert_eq!(t.clone(), Text::from(s.to_owned()));
+        }
+        assert_ne!(Text::from("a"), Text::from("b"));
+        assert_eq!(std::mem::size_of::<Option<Text>>(), std::mem::size_of::<usize>());
+    }
+}
