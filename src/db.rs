@@ -147,19 +147,21 @@ impl MemDb {
         })?;
         validate::key(key)?;
         validate::value(table, key, value.as_bytes(), inner.config.max_record_bytes)?;
-        if inner.tables.with(table, |_| ()).is_none() {
-            inner.table_for_write(table).await?;
+        if inner.over_budget.load(Ordering::Relaxed) {
+            Box::pin(inner.backpressure()).await?;
         }
-        inner.backpressure().await?;
-        // The table exists from here on: tables are never removed.
-        let written = inner.tables.with(table, |t| {
+        let put = |t: &Table| {
             t.schema().check(table, key, value.as_bytes())?;
             let lsn = t.cache.write(key, Some(value.clone()), inner.clock.now(), || {
                 inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: value.as_bytes() })
             })?;
             Ok::<_, Error>((lsn, t.cache.dirty()))
-        });
-        let (lsn, dirty) = written.ok_or(Error::Closed)??;
+        };
+        let (lsn, dirty) = match inner.tables.with(table, |t| put(t)) {
+            Some(written) => written?,
+            // Boxed, as every rarely taken await here: the common path's future stays small.
+            None => put(&*Box::pin(inner.table_for_write(table)).await?)?,
+        };
         inner.counters.inserts.incr();
         inner.after_write(lsn, dirty).await
     }
@@ -239,24 +241,18 @@ impl MemDb {
             Lookup::Hit(value) => Ok(value),
             Lookup::Miss { epoch } => Err((Arc::clone(t), epoch)),
         });
-        let (t, epoch) = match found {
+        match found {
             Some(Ok(value)) => {
                 inner.counters.cache_hits.incr();
-                return Ok(value.map(Json));
+                Ok(value.map(Json))
             }
-            Some(Err(miss)) => miss,
+            // Boxed: the hit path's future stays a few words, not the PostgreSQL read's.
+            Some(Err((t, epoch))) => Box::pin(inner.get_miss(&t, key, epoch)).await,
             None => {
                 validate::table_name(table)?;
-                return Ok(None);
+                Ok(None)
             }
-        };
-        inner.counters.cache_misses.incr();
-        validate::key(key)?;
-        inner.ensure_pg_table(&t).await?;
-        let Some((json, lsn)) = inner.store.get(table, key).await? else { return Ok(None) };
-        let value = Text::from(json);
-        t.cache.load(key, Some(value.clone()), lsn, epoch, inner.clock.now());
-        Ok(Some(Json(value)))
+        }
     }
 
     /// Reads the latest acknowledged value without adding it to the cache (the
@@ -398,9 +394,11 @@ impl Inner {
     /// written table alone has passed the dirty threshold (`dirty` records; the
     /// background task checks the total on every tick).
     pub(crate) async fn after_write(&self, lsn: Lsn, dirty: usize) -> Result<()> {
-        self.wait_durable(lsn).await?;
         if dirty >= self.config.flush_dirty_threshold {
             self.wake.notify_one();
+        }
+        if self.syncer.is_some() {
+            Box::pin(self.wait_durable(lsn)).await?;
         }
         Ok(())
     }
@@ -410,6 +408,18 @@ impl Inner {
             Some(syncer) => syncer.wait(lsn).await,
             None => Ok(()),
         }
+    }
+
+    /// A read that missed memory: from PostgreSQL, then cached as clean unless a write
+    /// or a removal raced it (`epoch` is that of the lookup that missed).
+    async fn get_miss(&self, t: &Table, key: &str, epoch: u64) -> Result<Option<Json>> {
+        self.counters.cache_misses.incr();
+        validate::key(key)?;
+        self.ensure_pg_table(t).await?;
+        let Some((json, lsn)) = self.store.get(&t.name, key).await? else { return Ok(None) };
+        let value = Text::from(json);
+        t.cache.load(key, Some(value.clone()), lsn, epoch, self.clock.now());
+        Ok(Some(Json(value)))
     }
 
     /// Loads a record from PostgreSQL for a read-modify-write: its value (a tombstone
