@@ -24,6 +24,23 @@ impl Text {
     }
 }
 
+/// Whether two strings are equal: for the short keys and names of the hot paths, two
+/// overlapping word loads each instead of a call to `memcmp`.
+#[inline]
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| s.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+    if (8..=16).contains(&n) {
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else {
+        a == b
+    }
+}
+
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
         Self(ThinArc::from_header_and_slice((), s.as_bytes()))
@@ -83,6 +100,14 @@ mod tests {
             assert_eq!(t.clone(), Text::from(s.to_owned()));
         }
         assert_ne!(Text::from("a"), Text::from("b"));
+        for (a, b) in [("", ""), ("abc", "abc"), ("call:0000000001", "call:0000000001"), ("12345678", "12345678")] {
+            assert!(same(a, b), "{a:?} == {b:?}");
+        }
+        for (a, b) in [("", "a"), ("abc", "abd"), ("call:0000000001", "call:0000000002"), ("xall:0000000001", "call:0000000001"),
+                       ("12345678", "12345679"), ("1234567890123456", "1234567890123457"), ("1234567890123456", "0234567890123456"),
+                       (&"k".repeat(17), &"k".repeat(18))] {
+            assert!(!same(a, b), "{a:?} != {b:?}");
+        }
         assert_eq!(std::mem::size_of::<Option<Text>>(), std::mem::size_of::<usize>());
     }
 }

@@ -7,7 +7,7 @@ use hashbrown::hash_table::Entry;
 use memdb_wal::Lsn;
 
 use super::{Dirty, Hasher, Key, Value};
-use crate::text::Text;
+use crate::text::{Text, same};
 
 /// One record in memory, with its key: the table stores slots whole, found by the key's
 /// hash (computed once per operation, see [`Key`]).
@@ -85,11 +85,11 @@ fn rehash(hasher: &Hasher) -> impl Fn(&Slot) -> u64 + '_ {
 impl Shard {
     #[inline]
     pub(super) fn get(&self, key: Key<'_>) -> Option<&Slot> {
-        self.map.find(key.hash, |s| *s.key == *key.text)
+        self.map.find(key.hash, |s| same(&s.key, key.text))
     }
 
     fn get_mut(&mut self, key: Key<'_>) -> Option<&mut Slot> {
-        self.map.find_mut(key.hash, |s| *s.key == *key.text)
+        self.map.find_mut(key.hash, |s| same(&s.key, key.text))
     }
 
     #[cfg(test)]
@@ -99,7 +99,7 @@ impl Shard {
 
     /// Sets a slot dirty with a new value and LSN (one hash probe, new key or not).
     pub(super) fn put_dirty(&mut self, hasher: &Hasher, key: Key<'_>, value: Value, lsn: Lsn, now: u32) -> Change {
-        match self.map.entry(key.hash, |s| *s.key == *key.text, rehash(hasher)) {
+        match self.map.entry(key.hash, |s| same(&s.key, key.text), rehash(hasher)) {
             Entry::Occupied(mut entry) => {
                 let slot = entry.get_mut();
                 let was = slot.state;
@@ -147,7 +147,7 @@ impl Shard {
     /// `superseded`: PostgreSQL kept a newer row than this record, so memory must not
     /// keep the record's value as if it were PostgreSQL's.
     pub(super) fn mark_flushed(&mut self, key: Key<'_>, r: &Dirty, superseded: bool) -> Change {
-        let Some(slot) = self.map.find_mut(key.hash, |s| *s.key == *key.text) else { return Change::default() };
+        let Some(slot) = self.map.find_mut(key.hash, |s| same(&s.key, key.text)) else { return Change::default() };
         if slot.lsn != r.lsn {
             // A write raced the flush: still dirty, back on the list unless parked meanwhile.
             if slot.state == State::Dirty {
@@ -156,7 +156,7 @@ impl Shard {
             return Change::default();
         }
         if slot.value.is_none() || superseded {
-            if let Ok(entry) = self.map.find_entry(key.hash, |s| *s.key == *key.text) {
+            if let Ok(entry) = self.map.find_entry(key.hash, |s| same(&s.key, key.text)) {
                 entry.remove();
             }
             self.epoch += 1;
