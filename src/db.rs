@@ -15,11 +15,11 @@ use crate::config::Config;
 use crate::durability::Syncer;
 use crate::error::{Error, Result};
 use crate::json::{Json, Row, merge_patch};
+use crate::record::Record;
 use crate::schema::Schema;
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::tables::{Table, Tables};
-use crate::text::Text;
 use crate::validate;
 
 /// An embedded write-behind database: JSON records by `(table, key)` in memory, made
@@ -140,20 +140,21 @@ impl MemDb {
     pub async fn upsert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
         self.check_open()?;
         let inner = &self.inner;
-        let value = crate::json::serialize(value).map_err(|e| Error::InvalidValue {
+        validate::key(key)?;
+        let record = crate::json::serialize(key, value).map_err(|e| Error::InvalidValue {
             table: table.into(),
             key: key.into(),
             reason: e.to_string(),
         })?;
-        validate::key(key)?;
-        validate::value(table, key, value.as_bytes(), inner.config.max_record_bytes)?;
+        let json = record.value().unwrap_or_default().as_bytes();
+        validate::value(table, key, json, inner.config.max_record_bytes)?;
         if inner.over_budget.load(Ordering::Relaxed) {
             Box::pin(inner.backpressure()).await?;
         }
         let put = |t: &Table| {
-            t.schema().check(table, key, value.as_bytes())?;
-            let lsn = t.cache.write(key, Some(value.clone()), inner.clock.now(), || {
-                inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: value.as_bytes() })
+            t.schema().check(table, key, json)?;
+            let lsn = t.cache.write(key, record.clone(), inner.clock.now(), || {
+                inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: json })
             })?;
             Ok::<_, Error>((lsn, t.cache.dirty()))
         };
@@ -182,25 +183,24 @@ impl MemDb {
                 Some(_) => None,
                 None => Some(inner.load_from_pg(&t, key).await?),
             };
-            let update = |current: &Value| -> Result<Value> {
-                let mut doc = current
-                    .as_deref()
-                    .map_or_else(|| serde_json::json!({}), |v| serde_json::from_str(v).unwrap_or_default());
+            let update = |current: Option<&str>| -> Result<Record> {
+                let mut doc =
+                    current.map_or_else(|| serde_json::json!({}), |v| serde_json::from_str(v).unwrap_or_default());
                 merge_patch(&mut doc, patch);
                 let json = doc.to_string();
                 validate::value(table, key, json.as_bytes(), inner.config.max_record_bytes)?;
                 t.schema().check(table, key, json.as_bytes())?;
-                Ok(Some(Text::from(json)))
+                Ok(Record::put(key, &json))
             };
-            let append = |value: &Value| {
-                let bytes = value.as_deref().map_or(&b""[..], str::as_bytes);
+            let append = |record: &Record| {
+                let bytes = record.value().unwrap_or_default().as_bytes();
                 inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: bytes }).map_err(Error::from)
             };
             match t.cache.update(key, inner.clock.now(), base, update, append) {
-                Ok((lsn, value)) => {
+                Ok((lsn, record)) => {
                     inner.counters.inserts.incr();
                     inner.after_write(lsn, t.cache.dirty()).await?;
-                    return Ok(Json(value.unwrap_or_else(|| Text::from("{}"))));
+                    return Ok(Json::new(record));
                 }
                 Err(crate::cache::Update::Raced) => continue,
                 Err(crate::cache::Update::Failed(e)) => return Err(e),
@@ -220,7 +220,7 @@ impl MemDb {
         let Some(t) = self.inner.tables.get(table) else { return Ok(()) };
         self.inner.backpressure().await?;
         let inner = &self.inner;
-        let lsn = t.cache.write(key, None, inner.clock.now(), || {
+        let lsn = t.cache.write(key, Record::tombstone(key), inner.clock.now(), || {
             inner.wal.append_nowait(&Entry { op: Op::Delete, table, key, value: b"" })
         })?;
         inner.counters.deletes.incr();
@@ -244,7 +244,7 @@ impl MemDb {
         match found {
             Some(Ok(value)) => {
                 inner.counters.cache_hits.incr();
-                Ok(value.map(Json))
+                Ok(value.map(Json::new))
             }
             // Boxed: the hit path's future stays a few words, not the PostgreSQL read's.
             Some(Err((t, epoch))) => Box::pin(inner.get_miss(&t, key, epoch)).await,
@@ -267,11 +267,11 @@ impl MemDb {
             return Ok(None);
         };
         if let Some((value, _)) = t.cache.peek(key) {
-            return Ok(value.map(Json));
+            return Ok(value.map(Json::new));
         }
         validate::key(key)?;
         self.inner.ensure_pg_table(&t).await?;
-        Ok(self.inner.store.get(table, key).await?.map(|(json, _)| Json(Text::from(json))))
+        Ok(self.inner.store.get(table, key).await?.map(|(json, _)| Json::put(key, &json)))
     }
 
     /// Reads a record and deserialises it into `T`.
@@ -320,7 +320,7 @@ impl MemDb {
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.inner.store.query(table, where_sql, params, limit).await?;
-        Ok(rows.into_iter().map(|(key, data)| Row { key, data: Json(Text::from(data)) }).collect())
+        Ok(rows.into_iter().map(|(key, data)| Row { data: Json::put(&key, &data), key }).collect())
     }
 
     /// Flushes the dirty records of one table, or of all, to PostgreSQL now. Returns the
@@ -417,9 +417,9 @@ impl Inner {
         validate::key(key)?;
         self.ensure_pg_table(t).await?;
         let Some((json, lsn)) = self.store.get(&t.name, key).await? else { return Ok(None) };
-        let value = Text::from(json);
-        t.cache.load(key, Some(value.clone()), lsn, epoch, self.clock.now());
-        Ok(Some(Json(value)))
+        let record = Record::put(key, &json);
+        t.cache.load(key, record.clone(), lsn, epoch, self.clock.now());
+        Ok(Some(Json::new(record)))
     }
 
     /// Loads a record from PostgreSQL for a read-modify-write: its value (a tombstone
@@ -432,7 +432,7 @@ impl Inner {
         self.counters.cache_misses.incr();
         self.ensure_pg_table(t).await?;
         let row = self.store.get(&t.name, key).await?;
-        Ok((row.map(|(json, _)| Text::from(json)), epoch))
+        Ok((row.map(|(json, _)| Record::put(key, &json)), epoch))
     }
 
     /// Makes writers wait while over the dirty/WAL budget, then fail.

@@ -163,5 +163,5 @@ impl Inner {
 }
 
 fn writes(batch: &[Dirty]) -> Vec<Write<'_>> {
-    batch.iter().map(|d| Write { key: &d.key, json: d.value.as_deref(), lsn: d.lsn }).collect()
+    batch.iter().map(|d| Write { key: &d.key, json: d.record.value(), lsn: d.lsn }).collect()
 }

@@ -1,21 +1,35 @@
 //! Records as the API hands them out: JSON text shared without copying.
 
-use crate::text::Text;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::record::Record;
+
 /// A record's JSON text. Cloning it is a reference-count increment: reads never copy
 /// or parse the record. Parse it with [`Json::to_value`] or [`Json::deserialize`].
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Json(pub(crate) Text);
+#[derive(Clone)]
+pub struct Json(Record);
 
 impl Json {
+    /// Wraps a live record (one with a value; tombstones are never handed out).
+    pub(crate) fn new(record: Record) -> Self {
+        debug_assert!(!record.is_tombstone());
+        Self(record)
+    }
+
+    /// A record that does not exist yet in memory: built from its key and JSON text.
+    pub(crate) fn put(key: &str, json: &str) -> Self {
+        Self(Record::put(key, json))
+    }
+
     /// The JSON text (compact as written, or as PostgreSQL returned it).
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only live records are wrapped (see `Json::new`), so the fallback is unused.
+        self.0.value().unwrap_or("{}")
     }
 
     /// Parses the record into a `serde_json::Value`.
@@ -24,7 +38,7 @@ impl Json {
     /// Never: memdb only stores valid JSON objects.
     #[must_use]
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.0).unwrap_or_default()
+        serde_json::from_str(self.as_str()).unwrap_or_default()
     }
 
     /// Deserialises the record into `T`.
@@ -32,19 +46,33 @@ impl Json {
     /// # Errors
     /// The serde error when the record does not fit `T`.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(&self.0)
+        serde_json::from_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Display for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Json {}
+
+impl Hash for Json {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -83,9 +111,9 @@ pub(crate) fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Va
     }
 }
 
-/// Serialises `value` as compact JSON straight into its shared form: through a buffer
-/// kept per thread, so a write makes one allocation (the record's) and one copy.
-pub(crate) fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Text, serde_json::Error> {
+/// Serialises `value` as compact JSON straight into the record of `key`: through a
+/// buffer kept per thread, so a write allocates once (the record).
+pub(crate) fn serialize<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Record, serde_json::Error> {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -97,11 +125,11 @@ pub(crate) fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Text, serde_
         buf.clear();
         serde_json::to_writer(&mut *buf, value)?;
         let text = std::str::from_utf8(buf).map_err(serde::ser::Error::custom)?;
-        let shared = Text::from(text);
+        let record = Record::put(key, text);
         if buf.capacity() > 1 << 20 {
             *buf = Vec::new(); // do not pin one huge record's buffer for the thread's life
         }
-        Ok(shared)
+        Ok(record)
     })
 }
 
@@ -126,18 +154,23 @@ mod tests {
 
     impl Serialize for Nested {
         fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let inner = serialize(&json!({"inner": true})).map_err(serde::ser::Error::custom)?;
-            serializer.serialize_str(&inner)
+            let inner = serialize("i", &json!({"inner": true})).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_str(inner.value().unwrap_or_default())
         }
+    }
+
+    fn json_of(value: &serde_json::Value) -> String {
+        let record = serialize("k", value).expect("json");
+        assert_eq!(record.key(), "k");
+        record.value().expect("a value").to_owned()
     }
 
     #[test]
     fn serialize_gives_compact_json_and_survives_reentry_and_huge_records() {
-        assert_eq!(&*serialize(&json!({"a": 1, "b": [true, null]})).expect("json"), r#"{"a":1,"b":[true,null]}"#);
-        let nested = serialize(&json!({"n": Nested})).expect("json");
-        assert_eq!(&*nested, r#"{"n":"{\"inner\":true}"}"#);
+        assert_eq!(json_of(&json!({"a": 1, "b": [true, null]})), r#"{"a":1,"b":[true,null]}"#);
+        assert_eq!(json_of(&json!({"n": Nested})), r#"{"n":"{\"inner\":true}"}"#);
         let huge = "x".repeat(3 << 20);
-        assert_eq!(serialize(&json!({ "h": huge })).expect("json").len(), huge.len() + 8);
-        assert_eq!(&*serialize(&json!({})).expect("json"), "{}", "the buffer is cleared between records");
+        assert_eq!(json_of(&json!({ "h": huge })).len(), huge.len() + 8);
+        assert_eq!(json_of(&json!({})), "{}", "the buffer is cleared between records");
     }
 }

@@ -41,6 +41,7 @@ mod flush;
 mod internals;
 mod json;
 pub mod postgres;
+mod record;
 mod recovery;
 mod schema;
 mod stats;

@@ -17,11 +17,11 @@ use crate::config::Config;
 use crate::db::{Inner, MemDb};
 use crate::durability::Syncer;
 use crate::error::{Error, Result};
+use crate::record::Record;
 use crate::schema::Schema;
 use crate::stats::Counters;
 use crate::store::Store;
 use crate::tables::Tables;
-use crate::text::Text;
 use crate::validate;
 
 /// Room in a WAL record for the key and encoding beside the largest value.
@@ -144,7 +144,7 @@ fn replay_wal(inner: &Inner) -> Result<u64> {
             }
             Op::Put | Op::Delete => {
                 let (table, _) = inner.tables.get_or_insert(&record.table, Schema::default(), false);
-                let value = (record.op == Op::Put).then(|| Text::from(text));
+                let value = Record::new(&record.key, (record.op == Op::Put).then_some(text));
                 table.cache.recover(&record.key, value, record.lsn, now);
             }
         }

@@ -1,9 +1,6 @@
-//! `Text`: an immutable, shared string behind one thin pointer.
-//!
-//! Keys and record values live in the cache as `Text`: a slot holds two of them in 16
-//! bytes instead of 32 (the length sits in the allocation, beside the reference
-//! count), so a slot is 32 bytes and a bucket never spans more than its own line's
-//! worth of a table. Cloning is a reference-count increment, as with `Arc<str>`.
+//! `Text`: an immutable, shared string behind one thin pointer (the length sits in the
+//! allocation beside the reference count); the keys on the dirty and parked lists.
+//! Also `same`, the key comparison of the hot paths.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -34,11 +31,7 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
         return false;
     }
     let word = |s: &[u8], at: usize| s.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
-    if (8..=16).contains(&n) {
-        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
-    } else {
-        a == b
-    }
+    if (8..=16).contains(&n) { word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8) } else { a == b }
 }
 
 impl From<&str> for Text {
@@ -103,9 +96,16 @@ mod tests {
         for (a, b) in [("", ""), ("abc", "abc"), ("call:0000000001", "call:0000000001"), ("12345678", "12345678")] {
             assert!(same(a, b), "{a:?} == {b:?}");
         }
-        for (a, b) in [("", "a"), ("abc", "abd"), ("call:0000000001", "call:0000000002"), ("xall:0000000001", "call:0000000001"),
-                       ("12345678", "12345679"), ("1234567890123456", "1234567890123457"), ("1234567890123456", "0234567890123456"),
-                       (&"k".repeat(17), &"k".repeat(18))] {
+        for (a, b) in [
+            ("", "a"),
+            ("abc", "abd"),
+            ("call:0000000001", "call:0000000002"),
+            ("xall:0000000001", "call:0000000001"),
+            ("12345678", "12345679"),
+            ("1234567890123456", "1234567890123457"),
+            ("1234567890123456", "0234567890123456"),
+            (&"k".repeat(17), &"k".repeat(18)),
+        ] {
             assert!(!same(a, b), "{a:?} != {b:?}");
         }
         assert_eq!(std::mem::size_of::<Option<Text>>(), std::mem::size_of::<usize>());

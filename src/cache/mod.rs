@@ -18,6 +18,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use memdb_wal::Lsn;
 
+use crate::record::Record;
 use crate::text::Text;
 
 use shard::Shard;
@@ -25,20 +26,20 @@ use shard::Shard;
 /// Shards per table: enough that a shard's lock is short even when it is scanned.
 const SHARDS: usize = 128;
 
-/// A record value in memory: JSON text shared without copying; `None` is a tombstone.
-pub(crate) type Value = Option<Text>;
+/// A live record shared without copying, or `None`: deleted (a tombstone) or absent.
+pub(crate) type Value = Option<Record>;
 
 /// A dirty record handed to the flusher.
 #[derive(Clone, Debug)]
 pub(crate) struct Dirty {
     pub key: Text,
-    pub value: Value,
+    pub record: Record,
     pub lsn: Lsn,
 }
 
 /// What a lookup found.
 pub(crate) enum Lookup {
-    /// In memory: a value or a tombstone (`None`).
+    /// In memory: a live record, or `None` for a tombstone.
     Hit(Value),
     /// Not in memory. `epoch` must be handed back to [`Cache::load`].
     Miss { epoch: u64 },
@@ -124,7 +125,7 @@ impl Cache {
         match shard.get(key) {
             Some(slot) => {
                 slot.touch(now);
-                Lookup::Hit(slot.value.clone())
+                Lookup::Hit(live(&slot.record))
             }
             None => Lookup::Miss { epoch: shard.epoch },
         }
@@ -133,23 +134,23 @@ impl Cache {
     /// The record's value and LSN if in memory, without touching its access time.
     pub(crate) fn peek(&self, key: &str) -> Option<(Value, Lsn)> {
         let (key, shard) = self.shard_of(key);
-        Self::read(shard).get(key).map(|s| (s.value.clone(), s.lsn))
+        Self::read(shard).get(key).map(|s| (live(&s.record), s.lsn))
     }
 
-    /// Writes `value` (a tombstone when `None`): `append` is called under the shard lock
-    /// and must append the record to the WAL, returning its LSN; then the map changes.
-    /// On error nothing changes.
+    /// Writes `record` (of `key`: a value or a tombstone): `append` is called under the
+    /// shard lock and must append it to the WAL, returning its LSN; then the map
+    /// changes. On error nothing changes.
     pub(crate) fn write<E>(
         &self,
         key: &str,
-        value: Value,
+        record: Record,
         now: u32,
         append: impl FnOnce() -> Result<Lsn, E>,
     ) -> Result<Lsn, E> {
         let (key, shard) = self.shard_of(key);
         let mut shard = Self::write_lock(shard);
         let lsn = append()?;
-        let change = shard.put_dirty(&self.hasher, key, value, lsn, now);
+        let change = shard.put_dirty(key, record, lsn, now);
         self.account(change);
         Ok(lsn)
     }
@@ -164,43 +165,43 @@ impl Cache {
         key: &str,
         now: u32,
         base: Option<(Value, u64)>,
-        update: impl FnOnce(&Value) -> Result<Value, E>,
-        append: impl FnOnce(&Value) -> Result<Lsn, E>,
-    ) -> Result<(Lsn, Value), Update<E>> {
+        update: impl FnOnce(Option<&str>) -> Result<Record, E>,
+        append: impl FnOnce(&Record) -> Result<Lsn, E>,
+    ) -> Result<(Lsn, Record), Update<E>> {
         let (key, shard) = self.shard_of(key);
         let mut shard = Self::write_lock(shard);
-        let value = match (shard.get(key), base) {
-            (Some(slot), _) => update(&slot.value),
-            (None, Some((value, epoch))) if epoch == shard.epoch => update(&value),
+        let record = match (shard.get(key), base) {
+            (Some(slot), _) => update(slot.record.value()),
+            (None, Some((value, epoch))) if epoch == shard.epoch => update(value.as_ref().and_then(Record::value)),
             (None, _) => return Err(Update::Raced),
         }
         .map_err(Update::Failed)?;
-        let lsn = append(&value).map_err(Update::Failed)?;
-        let change = shard.put_dirty(&self.hasher, key, value.clone(), lsn, now);
+        let lsn = append(&record).map_err(Update::Failed)?;
+        let change = shard.put_dirty(key, record.clone(), lsn, now);
         self.account(change);
-        Ok((lsn, value))
+        Ok((lsn, record))
     }
 
     /// Caches a record read from PostgreSQL as clean — only if the key is still absent
     /// and nothing was removed from its shard since the lookup that missed (`epoch`), so
     /// a load never resurrects a value that a racing write or delete replaced.
-    pub(crate) fn load(&self, key: &str, value: Value, lsn: Lsn, epoch: u64, now: u32) -> bool {
+    pub(crate) fn load(&self, key: &str, record: Record, lsn: Lsn, epoch: u64, now: u32) -> bool {
         let (key, shard) = self.shard_of(key);
         let mut shard = Self::write_lock(shard);
         if shard.epoch != epoch || shard.get(key).is_some() {
             return false;
         }
-        shard.put_clean(&self.hasher, key, value, lsn, now);
+        shard.put_clean(key, record, lsn, now);
         self.cached.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     /// Replays a recovered record as dirty if it is newer than what memory holds.
-    pub(crate) fn recover(&self, key: &str, value: Value, lsn: Lsn, now: u32) {
+    pub(crate) fn recover(&self, key: &str, record: Record, lsn: Lsn, now: u32) {
         let (key, shard) = self.shard_of(key);
         let mut shard = Self::write_lock(shard);
         if shard.get(key).is_none_or(|s| s.lsn < lsn) {
-            let change = shard.put_dirty(&self.hasher, key, value, lsn, now);
+            let change = shard.put_dirty(key, record, lsn, now);
             self.account(change);
         }
     }
@@ -290,6 +291,12 @@ impl Cache {
         apply_delta(&self.cached, change.cached);
         apply_delta(&self.dirty, change.dirty);
     }
+}
+
+/// The record if it holds a value: a tombstone reads as nothing.
+#[inline]
+fn live(record: &Record) -> Value {
+    (!record.is_tombstone()).then(|| record.clone())
 }
 
 fn apply_delta(counter: &AtomicUsize, delta: isize) {

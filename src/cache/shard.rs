@@ -6,21 +6,23 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use memdb_wal::Lsn;
 
-use super::{Dirty, Hasher, Key, Value};
+use super::{Dirty, Hasher, Key};
+use crate::record::Record;
 use crate::text::{Text, same};
 
-/// One record in memory, with its key: the table stores slots whole, found by the key's
-/// hash (computed once per operation, see [`Key`]).
+/// One record in memory: the table stores slots whole, found by the key's hash.
 pub(super) struct Slot {
-    pub key: Text,
-    pub value: Value,
+    /// The key and the value (or tombstone), one pointer to one allocation.
+    pub record: Record,
+    /// The key's hash, so the table grows without reading every record.
+    hash: u64,
     pub lsn: Lsn,
     /// Tick of the last read or write (see `Clock`).
     last_access: AtomicU32,
     pub state: State,
 }
 
-// Two thin pointers, the LSN, the tick and the state: 32 bytes, two slots per line.
+// The record, the hash, the LSN, the tick and the state: 32 bytes, two slots per line.
 const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 /// Where a slot stands with the flusher.
@@ -78,18 +80,22 @@ impl Default for Shard {
     }
 }
 
-fn rehash(hasher: &Hasher) -> impl Fn(&Slot) -> u64 + '_ {
-    move |slot| hasher.key(&slot.key).hash
+fn rehash(slot: &Slot) -> u64 {
+    slot.hash
+}
+
+fn holds(key: Key<'_>) -> impl Fn(&Slot) -> bool + '_ {
+    move |s| s.hash == key.hash && same(s.record.key(), key.text)
 }
 
 impl Shard {
     #[inline]
     pub(super) fn get(&self, key: Key<'_>) -> Option<&Slot> {
-        self.map.find(key.hash, |s| same(&s.key, key.text))
+        self.map.find(key.hash, holds(key))
     }
 
     fn get_mut(&mut self, key: Key<'_>) -> Option<&mut Slot> {
-        self.map.find_mut(key.hash, |s| same(&s.key, key.text))
+        self.map.find_mut(key.hash, holds(key))
     }
 
     #[cfg(test)]
@@ -97,29 +103,36 @@ impl Shard {
         self.map.len()
     }
 
-    /// Sets a slot dirty with a new value and LSN (one hash probe, new key or not).
-    pub(super) fn put_dirty(&mut self, hasher: &Hasher, key: Key<'_>, value: Value, lsn: Lsn, now: u32) -> Change {
-        match self.map.entry(key.hash, |s| same(&s.key, key.text), rehash(hasher)) {
+    /// Sets a slot dirty with a new record (of `key`) and LSN: one hash probe, new key
+    /// or not.
+    pub(super) fn put_dirty(&mut self, key: Key<'_>, record: Record, lsn: Lsn, now: u32) -> Change {
+        debug_assert_eq!(record.key(), key.text);
+        match self.map.entry(key.hash, holds(key), rehash) {
             Entry::Occupied(mut entry) => {
                 let slot = entry.get_mut();
                 let was = slot.state;
-                slot.value = value;
+                slot.record = record;
                 slot.lsn = lsn;
                 slot.state = State::Dirty;
                 slot.touch(now);
                 match was {
                     State::Dirty => Change::default(),
                     State::Clean => {
-                        self.dirty.push(slot.key.clone());
+                        self.dirty.push(Text::from(key.text));
                         Change { cached: 0, dirty: 1 }
                     }
                     State::Parked => self.unpark(key.text),
                 }
             }
             Entry::Vacant(entry) => {
-                let text: Text = Text::from(key.text);
-                self.dirty.push(text.clone());
-                entry.insert(Slot { key: text, value, lsn, last_access: AtomicU32::new(now), state: State::Dirty });
+                self.dirty.push(Text::from(key.text));
+                entry.insert(Slot {
+                    record,
+                    hash: key.hash,
+                    lsn,
+                    last_access: AtomicU32::new(now),
+                    state: State::Dirty,
+                });
                 Change { cached: 1, dirty: 1 }
             }
         }
@@ -138,8 +151,9 @@ impl Shard {
     pub(super) fn take_dirty(&mut self, hasher: &Hasher, max: usize, out: &mut Vec<Dirty>) {
         let n = max.min(self.dirty.len());
         for key in self.dirty.drain(..n) {
-            if let Some(slot) = self.map.find(hasher.key(&key).hash, |s| s.key == key) {
-                out.push(Dirty { key, value: slot.value.clone(), lsn: slot.lsn });
+            let found = hasher.key(&key);
+            if let Some(slot) = self.map.find(found.hash, holds(found)) {
+                out.push(Dirty { record: slot.record.clone(), lsn: slot.lsn, key });
             }
         }
     }
@@ -147,7 +161,7 @@ impl Shard {
     /// `superseded`: PostgreSQL kept a newer row than this record, so memory must not
     /// keep the record's value as if it were PostgreSQL's.
     pub(super) fn mark_flushed(&mut self, key: Key<'_>, r: &Dirty, superseded: bool) -> Change {
-        let Some(slot) = self.map.find_mut(key.hash, |s| same(&s.key, key.text)) else { return Change::default() };
+        let Some(slot) = self.map.find_mut(key.hash, holds(key)) else { return Change::default() };
         if slot.lsn != r.lsn {
             // A write raced the flush: still dirty, back on the list unless parked meanwhile.
             if slot.state == State::Dirty {
@@ -155,8 +169,8 @@ impl Shard {
             }
             return Change::default();
         }
-        if slot.value.is_none() || superseded {
-            if let Ok(entry) = self.map.find_entry(key.hash, |s| same(&s.key, key.text)) {
+        if slot.record.is_tombstone() || superseded {
+            if let Ok(entry) = self.map.find_entry(key.hash, holds(key)) {
                 entry.remove();
             }
             self.epoch += 1;
@@ -191,10 +205,10 @@ impl Shard {
     }
 
     /// Inserts a clean slot (a record loaded from PostgreSQL); the key must be absent.
-    pub(super) fn put_clean(&mut self, hasher: &Hasher, key: Key<'_>, value: Value, lsn: Lsn, now: u32) {
-        let slot =
-            Slot { key: Text::from(key.text), value, lsn, last_access: AtomicU32::new(now), state: State::Clean };
-        self.map.insert_unique(key.hash, slot, rehash(hasher));
+    pub(super) fn put_clean(&mut self, key: Key<'_>, record: Record, lsn: Lsn, now: u32) {
+        debug_assert_eq!(record.key(), key.text);
+        let slot = Slot { record, hash: key.hash, lsn, last_access: AtomicU32::new(now), state: State::Clean };
+        self.map.insert_unique(key.hash, slot, rehash);
         self.clean_floor = self.clean_floor.min(now);
     }
 
@@ -229,7 +243,7 @@ mod tests {
     use super::*;
 
     fn dirty(key: &str, lsn: Lsn) -> Dirty {
-        Dirty { key: Text::from(key), value: Some(Text::from("{}")), lsn }
+        Dirty { key: Text::from(key), record: Record::put(key, "{}"), lsn }
     }
 
     #[test]
@@ -237,7 +251,7 @@ mod tests {
         let h = Hasher::default();
         let mut shard = Shard::default();
         assert!(!shard.may_hold_idle(u32::MAX - 1), "an empty shard holds nothing idle");
-        shard.put_dirty(&h, h.key("a"), Some(Text::from("{}")), 1, 5);
+        shard.put_dirty(h.key("a"), Record::put("a", "{}"), 1, 5);
         assert_eq!(shard.evict_older_than(100), 0, "dirty slots are never evicted");
         let mut taken = Vec::new();
         shard.take_dirty(&h, 10, &mut taken);
@@ -245,7 +259,7 @@ mod tests {
         shard.mark_flushed(h.key("a"), &dirty("a", 1), false);
         assert!(!shard.may_hold_idle(5), "clean since tick 5: nothing idle before it");
         assert_eq!(shard.evict_older_than(5), 0);
-        shard.put_clean(&h, h.key("b"), Some(Text::from("{}")), 2, 9);
+        shard.put_clean(h.key("b"), Record::put("b", "{}"), 2, 9);
         assert_eq!(shard.evict_older_than(6), 1, "`a` (tick 5) goes, `b` (tick 9) stays");
         assert!(shard.get(h.key("b")).is_some() && shard.get(h.key("a")).is_none());
         assert!(!shard.may_hold_idle(9) && shard.may_hold_idle(10), "the floor is now `b`'s tick");
@@ -259,7 +273,7 @@ mod tests {
         let mut shard = Shard::default();
         let keys: Vec<String> = (0..1000).map(|i| format!("k:{i}")).collect();
         for (lsn, k) in (1..).zip(&keys) {
-            shard.put_dirty(&h, h.key(k), Some(Text::from(k.as_str())), lsn, 0);
+            shard.put_dirty(h.key(k), Record::put(k, &format!("{{\"k\":\"{k}\"}}")), lsn, 0);
         }
         let mut taken = Vec::new();
         shard.take_dirty(&h, usize::MAX, &mut taken);
@@ -270,8 +284,8 @@ mod tests {
             shard.mark_flushed(h.key(&r.key), r, gone);
         }
         for (lsn, k) in (1..).zip(&keys) {
-            let found = shard.get(h.key(k)).map(|s| s.value.as_deref().map(str::to_owned));
-            let expected = (lsn % 2 == 1).then(|| Some(k.clone()));
+            let found = shard.get(h.key(k)).map(|s| s.record.value().map(str::to_owned));
+            let expected = (lsn % 2 == 1).then(|| Some(format!("{{\"k\":\"{k}\"}}")));
             assert_eq!(found, expected, "{k}");
         }
         assert_eq!(shard.len(), 500);
