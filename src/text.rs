@@ -3,7 +3,6 @@
 //! Also `same`, the key comparison of the hot paths.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use triomphe::ThinArc;
@@ -55,20 +54,6 @@ impl Deref for Text {
     }
 }
 
-impl PartialEq for Text {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Text {}
-
-impl Hash for Text {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
 impl fmt::Display for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self)
@@ -86,13 +71,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_round_trips_compares_by_content_and_is_one_pointer_wide() {
+    fn text_round_trips_and_is_one_pointer_wide() {
         for s in ["", "a", "call:0000000001", "é ✓ 𝄞", &"x".repeat(100_000)] {
             let t = Text::from(s);
             assert_eq!(t.as_str(), s);
-            assert_eq!(t.clone(), Text::from(s.to_owned()));
+            assert_eq!(t.clone().as_str(), Text::from(s.to_owned()).as_str());
         }
-        assert_ne!(Text::from("a"), Text::from("b"));
         for (a, b) in [("", ""), ("abc", "abc"), ("call:0000000001", "call:0000000001"), ("12345678", "12345678")] {
             assert!(same(a, b), "{a:?} == {b:?}");
         }
