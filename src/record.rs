@@ -66,6 +66,7 @@ impl Record {
         })
     }
 
+    #[inline]
     fn split(&self) -> (&str, &str) {
         let bytes = &self.0.slice;
         let (value, key) = bytes.split_at(bytes.len() - self.0.header.header.key_len as usize);
@@ -86,6 +87,7 @@ impl Record {
         self.0.header.header.live.then(|| self.split().1)
     }
 
+    #[inline]
     pub(crate) fn is_tombstone(&self) -> bool {
         !self.0.header.header.live
     }

@@ -20,8 +20,8 @@ impl Text {
     }
 }
 
-/// Whether two strings are equal: for the short keys and names of the hot paths, two
-/// overlapping word loads each instead of a call to `memcmp`.
+/// Whether two strings are equal: for the short keys and table names of the hot paths,
+/// a few overlapping word loads instead of a call to `memcmp`.
 #[inline]
 pub(crate) fn same(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -29,8 +29,17 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
     if n != b.len() {
         return false;
     }
-    let word = |s: &[u8], at: usize| s.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
-    if (8..=16).contains(&n) { word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8) } else { a == b }
+    let u64_at = |s: &[u8], at: usize| s.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+    let u32_at = |s: &[u8], at: usize| s.get(at..at + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap_or([0; 4])));
+    // Each case reads words that together cover all `n` bytes (overlapping where `n`
+    // is not a multiple of the word).
+    match n {
+        0..=3 => a == b,
+        4..=7 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, n - 4) == u32_at(b, n - 4),
+        8..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, n - 8) == u64_at(b, n - 8),
+        17..=32 => [0, 8, n - 16, n - 8].iter().all(|&at| u64_at(a, at) == u64_at(b, at)),
+        _ => a == b,
+    }
 }
 
 impl From<&str> for Text {
@@ -77,20 +86,17 @@ mod tests {
             assert_eq!(t.as_str(), s);
             assert_eq!(t.clone().as_str(), Text::from(s.to_owned()).as_str());
         }
-        for (a, b) in [("", ""), ("abc", "abc"), ("call:0000000001", "call:0000000001"), ("12345678", "12345678")] {
-            assert!(same(a, b), "{a:?} == {b:?}");
-        }
-        for (a, b) in [
-            ("", "a"),
-            ("abc", "abd"),
-            ("call:0000000001", "call:0000000002"),
-            ("xall:0000000001", "call:0000000001"),
-            ("12345678", "12345679"),
-            ("1234567890123456", "1234567890123457"),
-            ("1234567890123456", "0234567890123456"),
-            (&"k".repeat(17), &"k".repeat(18)),
-        ] {
-            assert!(!same(a, b), "{a:?} != {b:?}");
+        // Every length class, equal and differing at the first, a middle and the last byte.
+        for n in 0..=40usize {
+            let a: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(same(&a, &a.clone()), "{a:?} == itself");
+            for at in [0, n / 2, n.saturating_sub(1)].into_iter().filter(|_| n > 0) {
+                let mut b = a.clone().into_bytes();
+                b[at] = b'#';
+                let b = String::from_utf8(b).expect("ascii");
+                assert!(!same(&a, &b), "{a:?} != {b:?}");
+            }
+            assert!(!same(&a, &format!("{a}x")), "lengths differ");
         }
         assert_eq!(std::mem::size_of::<Option<Text>>(), std::mem::size_of::<usize>());
     }
