@@ -26,31 +26,28 @@ pub fn signed(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Counts a block the system allocator just returned for `layout` (null: nothing).
+fn counted(ptr: *mut u8, layout: Layout) -> *mut u8 {
+    if !ptr.is_null() && COUNTING.load(Ordering::Relaxed) {
+        LIVE_BYTES.fetch_add(signed(layout.size()), Ordering::Relaxed);
+        // SAFETY: `ptr` was just allocated by the system allocator and is live.
+        LIVE_USABLE.fetch_add(unsafe { usable(ptr) }, Ordering::Relaxed);
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+    ptr
+}
+
 // SAFETY: every call is forwarded to `System` with the caller's arguments; the counting
 // only reads the blocks' sizes.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE_BYTES.fetch_add(signed(layout.size()), Ordering::Relaxed);
-            // SAFETY: `ptr` was just allocated.
-            LIVE_USABLE.fetch_add(unsafe { usable(ptr) }, Ordering::Relaxed);
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        ptr
+        counted(unsafe { System.alloc(layout) }, layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE_BYTES.fetch_add(signed(layout.size()), Ordering::Relaxed);
-            // SAFETY: `ptr` was just allocated.
-            LIVE_USABLE.fetch_add(unsafe { usable(ptr) }, Ordering::Relaxed);
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        ptr
+        counted(unsafe { System.alloc_zeroed(layout) }, layout)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
