@@ -111,26 +111,10 @@ pub(crate) fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Va
     }
 }
 
-/// Serialises `value` as compact JSON straight into the record of `key`: through a
-/// buffer kept per thread, so a write allocates once (the record).
+/// Serialises `value` as compact JSON straight into the record of `key`: one
+/// allocation (the record's) and no copy of the value but the serialiser's own.
 pub(crate) fn serialize<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Record, serde_json::Error> {
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    BUF.with(|buf| {
-        // A value whose `Serialize` writes another record re-enters: give it a fresh buffer.
-        let mut fresh = Vec::new();
-        let mut borrowed = buf.try_borrow_mut();
-        let buf = borrowed.as_deref_mut().unwrap_or(&mut fresh);
-        buf.clear();
-        serde_json::to_writer(&mut *buf, value)?;
-        let text = std::str::from_utf8(buf).map_err(serde::ser::Error::custom)?;
-        let record = Record::put(key, text);
-        if buf.capacity() > 1 << 20 {
-            *buf = Vec::new(); // do not pin one huge record's buffer for the thread's life
-        }
-        Ok(record)
-    })
+    Record::put_with(key, |buf| serde_json::to_writer(buf, value), serde::ser::Error::custom)
 }
 
 #[cfg(test)]

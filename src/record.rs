@@ -30,39 +30,38 @@ pub(crate) struct Record(ThinArc<Meta, u8>);
 impl Record {
     /// A record holding `value` (JSON text) under `key`.
     pub(crate) fn put(key: &str, value: &str) -> Self {
-        Self::build(key, Some(value))
+        Self::new(key, Some(value))
     }
 
     /// A deleted record: the key alone.
     pub(crate) fn tombstone(key: &str) -> Self {
-        Self::build(key, None)
+        Self::new(key, None)
     }
 
     /// `Some(value)` for a record, `None` for a tombstone.
     pub(crate) fn new(key: &str, value: Option<&str>) -> Self {
-        Self::build(key, value)
+        let meta = Meta { key_len: key_len(key), live: value.is_some() };
+        with_buffer(|buf| {
+            buf.extend_from_slice(value.unwrap_or_default().as_bytes());
+            buf.extend_from_slice(key.as_bytes());
+            Self(ThinArc::from_header_and_slice(meta, buf))
+        })
     }
 
-    fn build(key: &str, value: Option<&str>) -> Self {
-        thread_local! {
-            static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-        }
-        // Keys are at most 1 KiB (validated before any record is built); a longer one
-        // could not be stored in `key_len`, and is refused loudly rather than cut.
-        let key_len = u32::try_from(key.len()).unwrap_or_else(|_| panic!("a key of {} bytes", key.len()));
-        let meta = Meta { key_len, live: value.is_some() };
-        let value = value.unwrap_or_default();
-        BUF.with(|buf| {
-            // No user code runs while the buffer is borrowed: this cannot re-enter.
-            let mut buf = buf.borrow_mut();
-            buf.clear();
-            buf.extend_from_slice(value.as_bytes());
+    /// A record of `key` whose value `write` appends to an empty buffer: serialised
+    /// straight into place, so a write copies its value once, into the record. What
+    /// `write` wrote must be UTF-8, or the result is `not_utf8`'s error.
+    pub(crate) fn put_with<E>(
+        key: &str,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+        not_utf8: impl FnOnce(std::str::Utf8Error) -> E,
+    ) -> Result<Self, E> {
+        let meta = Meta { key_len: key_len(key), live: true };
+        with_buffer(|buf| {
+            write(buf)?;
+            std::str::from_utf8(buf).map_err(not_utf8)?;
             buf.extend_from_slice(key.as_bytes());
-            let record = Self(ThinArc::from_header_and_slice(meta, &buf));
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new(); // do not pin one huge record's buffer for the thread's life
-            }
-            record
+            Ok(Self(ThinArc::from_header_and_slice(meta, buf)))
         })
     }
 
@@ -70,9 +69,10 @@ impl Record {
     fn split(&self) -> (&str, &str) {
         let bytes = &self.0.slice;
         let (value, key) = bytes.split_at(bytes.len() - self.0.header.header.key_len as usize);
-        // SAFETY: the bytes are a `&str` value followed by a `&str` key, copied in by
-        // `build` and never changed, and `key_len` is the key's length: both halves are
-        // whole UTF-8 strings.
+        // SAFETY: the bytes are a value followed by a `&str` key, never changed after
+        // `new` or `put_with` (the value a `&str`, or checked with `from_utf8` before the
+        // key was appended), and `key_len` is the key's length: both halves are whole
+        // UTF-8 strings.
         unsafe { (std::str::from_utf8_unchecked(key), std::str::from_utf8_unchecked(value)) }
     }
 
@@ -91,6 +91,32 @@ impl Record {
     pub(crate) fn is_tombstone(&self) -> bool {
         !self.0.header.header.live
     }
+}
+
+/// Keys are at most 1 KiB (validated before any record is built); a longer one could
+/// not be stored in `key_len`, and is refused loudly rather than cut.
+fn key_len(key: &str) -> u32 {
+    u32::try_from(key.len()).unwrap_or_else(|_| panic!("a key of {} bytes", key.len()))
+}
+
+/// Runs `f` on this thread's empty scratch buffer, where records are assembled before
+/// their one allocation.
+fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| {
+        // A value whose `Serialize` builds another record re-enters: give it a fresh buffer.
+        let mut fresh = Vec::new();
+        let mut borrowed = buf.try_borrow_mut();
+        let buf = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+        buf.clear();
+        let out = f(buf);
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new(); // do not pin one huge record's buffer for the thread's life
+        }
+        out
+    })
 }
 
 impl std::fmt::Debug for Record {
