@@ -3,13 +3,20 @@
 //!
 //! ⚑ A flush holds no map lock across I/O: it takes a batch of dirty records (a short
 //! lock per shard), writes it with one statement, then marks each record clean only if
-//! its LSN is still the one written. One flush runs at a time (`flush_lock`), which is
-//! what makes the WAL watermark sound.
+//! its LSN is still the one written. One flush runs at a time (`flush_lock`).
+//!
+//! ⚑ Cancel-safe: the batch is a guard ([`crate::cache::Batch`]) that gives its records
+//! back when the flush future is dropped at any await, and the WAL watermark is only
+//! computed while no batch is out. ⚑ A flush first syncs the WAL and takes only records
+//! at or below the durable LSN, so PostgreSQL never holds a record that a power cut can
+//! take from the WAL.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use crate::cache::{Clock, Dirty};
+use memdb_wal::Lsn;
+
+use crate::cache::{Batch, Clock, Dirty};
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::store::Write;
@@ -20,10 +27,11 @@ impl Inner {
     pub(crate) async fn flush_all(&self, only: Option<&Arc<Table>>) -> Result<usize> {
         let _flushing = self.flush_lock.lock().await;
         let tables = only.map_or_else(|| self.tables.all(), |t| vec![Arc::clone(t)]);
+        let durable = self.sync_wal().await?;
         let mut flushed = 0;
         let mut outcome = Ok(());
         for table in &tables {
-            match self.flush_table(table).await {
+            match self.flush_table(table, durable).await {
                 Ok(n) => flushed += n,
                 Err(e) => {
                     self.counters.flush_failures.incr();
@@ -47,31 +55,36 @@ impl Inner {
         outcome.map(|()| flushed)
     }
 
-    /// Writes a table's dirty records, at most as many as were dirty when it started (so
-    /// a steady stream of writes cannot keep one flush going forever).
-    async fn flush_table(&self, table: &Table) -> Result<usize> {
+    /// Syncs the WAL; returns the LSN through which it is durable.
+    async fn sync_wal(&self) -> Result<Lsn> {
+        let wal = Arc::clone(&self.wal);
+        Ok(tokio::task::spawn_blocking(move || wal.sync()).await.map_err(|_| Error::Closed)??)
+    }
+
+    /// Writes a table's dirty records at or below `durable`, at most as many as were
+    /// dirty when it started (so a steady stream of writes cannot keep one flush going
+    /// forever).
+    async fn flush_table(&self, table: &Table, durable: Lsn) -> Result<usize> {
         self.ensure_pg_table(table).await?;
         let mut budget = table.cache.dirty();
         let mut written = 0;
         while budget > 0 {
-            let batch = table.cache.take_dirty(self.config.flush_batch_rows.min(budget));
+            let batch = table.cache.take_dirty(self.config.flush_batch_rows.min(budget), durable);
             if batch.is_empty() {
                 break;
             }
             budget = budget.saturating_sub(batch.len());
-            match self.store.write_batch(&table.name, &writes(&batch)).await {
+            match self.store.write_batch(&table.name, &writes(batch.records())).await {
                 Ok(superseded) => {
-                    table.cache.mark_flushed(&batch, &superseded);
                     written += batch.len();
+                    batch.flushed(&superseded);
                 }
                 Err(e) if e.is_rejection() => {
                     tracing::warn!(table = %table.name, error = %e, "PostgreSQL rejected a batch; retrying its records one by one");
-                    written += self.write_one_by_one(table, &batch).await?;
+                    written += self.write_one_by_one(table, batch).await?;
                 }
-                Err(e) => {
-                    table.cache.restore(&batch, false);
-                    return Err(e.into());
-                }
+                // Dropping the batch gives its records back.
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(written)
@@ -79,24 +92,23 @@ impl Inner {
 
     /// Retries a rejected batch record by record; a record rejected alone is parked:
     /// kept dirty in memory and in the WAL, skipped by flushes until its next write.
-    async fn write_one_by_one(&self, table: &Table, batch: &[Dirty]) -> Result<usize> {
+    async fn write_one_by_one(&self, table: &Table, mut batch: Batch<'_>) -> Result<usize> {
         let mut written = 0;
-        for (i, record) in batch.iter().enumerate() {
-            let one = std::slice::from_ref(record);
-            match self.store.write_batch(&table.name, &writes(one)).await {
+        while let Some(one) = batch.take_first() {
+            match self.store.write_batch(&table.name, &writes(one.records())).await {
                 Ok(superseded) => {
-                    table.cache.mark_flushed(one, &superseded);
+                    one.flushed(&superseded);
                     written += 1;
                 }
                 Err(e) if e.is_rejection() => {
-                    tracing::error!(table = %table.name, key = %record.key, lsn = record.lsn, error = %e,
-                        "PostgreSQL rejects this record: parked (kept in memory and the WAL) until its next write");
-                    table.cache.restore(one, true);
+                    if let Some(record) = one.records().first() {
+                        tracing::error!(table = %table.name, key = %record.key, lsn = record.lsn, error = %e,
+                            "PostgreSQL rejects this record: parked (kept in memory and the WAL) until its next write");
+                    }
+                    one.failed(true);
                 }
-                Err(e) => {
-                    table.cache.restore(batch.get(i..).unwrap_or_default(), false);
-                    return Err(e.into());
-                }
+                // Dropping `one` and the rest of the batch gives their records back.
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(written)
@@ -120,7 +132,17 @@ impl Inner {
         // Read before the scan: every LSN below it is already applied to the map, so
         // the scan sees it if it is dirty; later writes are above it.
         let next = self.wal.next_lsn();
-        let floor = self.tables.all().iter().filter_map(|t| t.wal_floor()).min().map_or(next, |f| f.min(next));
+        let mut floor = next;
+        for table in self.tables.all() {
+            match table.wal_floor() {
+                Ok(Some(f)) => floor = floor.min(f),
+                Ok(None) => {}
+                Err(crate::cache::BatchesOut) => {
+                    tracing::debug!(table = %table.name, "WAL not truncated: a flush holds records");
+                    return Ok(());
+                }
+            }
+        }
         let wal = Arc::clone(&self.wal);
         let removed =
             tokio::task::spawn_blocking(move || wal.truncate_through(floor - 1)).await.map_err(|_| Error::Closed)??;

@@ -49,9 +49,9 @@ impl Table {
         Some(self.pending_create.load(Ordering::Acquire)).filter(|&l| l > 0)
     }
 
-    /// The lowest LSN the WAL must keep for this table.
-    pub(crate) fn wal_floor(&self) -> Option<Lsn> {
-        [self.cache.min_dirty_lsn(), self.pending_create()].into_iter().flatten().min()
+    /// The lowest LSN the WAL must keep for this table (`None`: no floor of its own).
+    pub(crate) fn wal_floor(&self) -> Result<Option<Lsn>, crate::cache::BatchesOut> {
+        Ok([self.cache.min_dirty_lsn()?, self.pending_create()].into_iter().flatten().min())
     }
 }
 

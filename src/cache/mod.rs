@@ -5,15 +5,17 @@
 //!   shard the map changes in LSN order (highest LSN wins), and every LSN below
 //!   `wal.next_lsn()` is visible in the map to anyone who takes the shard lock;
 //! - every dirty slot is either on its shard's `dirty` list, on its `parked` list, or in
-//!   the hands of the (single) flusher, which gives it back through `mark_flushed` or
-//!   `restore`;
+//!   a [`Batch`] the flusher holds. A batch gives its records back when it is consumed
+//!   ([`Batch::flushed`], [`Batch::failed`]) or dropped — a cancelled flush future drops
+//!   it — so no record leaves the lists for good; and while any batch is out,
+//!   [`Cache::min_dirty_lsn`] refuses to name a WAL watermark;
 //! - ⚑ dirty slots are never evicted; a delete leaves a dirty tombstone until flushed.
 
 mod shard;
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use memdb_wal::Lsn;
@@ -37,12 +39,88 @@ pub(crate) struct Dirty {
     pub lsn: Lsn,
 }
 
+/// Dirty records taken by the flusher, off their shards' dirty lists. ⚑ They go back
+/// however the flush ends: [`Batch::flushed`] marks them clean (or leaves a raced write
+/// dirty), [`Batch::failed`] puts them back (or parks them), and dropping the batch — a
+/// flush future cancelled at any await — puts back whatever it still holds.
+pub(crate) struct Batch<'c> {
+    cache: &'c Cache,
+    records: Vec<Dirty>,
+}
+
+impl<'c> Batch<'c> {
+    fn new(cache: &'c Cache, records: Vec<Dirty>) -> Self {
+        cache.batches_taken.fetch_add(1, Ordering::AcqRel);
+        cache.batches_out.fetch_add(1, Ordering::AcqRel);
+        Self { cache, records }
+    }
+
+    pub(crate) fn records(&self) -> &[Dirty] {
+        &self.records
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Takes the first record out as a batch of its own (for one-by-one retries).
+    pub(crate) fn take_first(&mut self) -> Option<Batch<'c>> {
+        (!self.records.is_empty()).then(|| {
+            let first = self.records.remove(0);
+            Batch::new(self.cache, vec![first])
+        })
+    }
+
+    /// PostgreSQL committed the batch: each record whose slot still has the flushed LSN
+    /// becomes clean (a flushed tombstone is dropped); the others stay dirty. Records in
+    /// `superseded` (PostgreSQL kept a newer row) are dropped too, so reads load that row.
+    pub(crate) fn flushed(mut self, superseded: &[String]) {
+        let superseded: HashSet<&str> = superseded.iter().map(String::as_str).collect();
+        let cache = self.cache;
+        cache.for_each_shard_of(&std::mem::take(&mut self.records), |shard, key, r| {
+            let change = shard.mark_flushed(key, r, superseded.contains(&*r.key));
+            cache.account(change);
+        });
+    }
+
+    /// PostgreSQL did not take the batch: every record goes back on its dirty list, or,
+    /// with `park`, is parked (PostgreSQL rejects it; it waits for its next write).
+    pub(crate) fn failed(mut self, park: bool) {
+        self.give_back(park);
+    }
+
+    fn give_back(&mut self, park: bool) {
+        let records = std::mem::take(&mut self.records);
+        self.cache.for_each_shard_of(&records, |shard, key, r| shard.restore(key, r, park));
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.give_back(false);
+        self.cache.batches_out.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A flush holds records taken off the dirty lists: no WAL watermark can be named now.
+#[derive(Debug)]
+pub(crate) struct BatchesOut;
+
+/// A shard's removal count at the time of a lookup that missed: a record loaded from
+/// PostgreSQL may be cached only if nothing left the shard since (see [`Cache::load`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Epoch(u64);
+
 /// What a lookup found.
 pub(crate) enum Lookup {
     /// In memory: a live record, or `None` for a tombstone.
     Hit(Value),
     /// Not in memory. `epoch` must be handed back to [`Cache::load`].
-    Miss { epoch: u64 },
+    Miss { epoch: Epoch },
 }
 
 /// Why a read-modify-write did not happen.
@@ -83,6 +161,10 @@ pub(crate) struct Cache {
     hasher: Hasher,
     cached: AtomicUsize,
     dirty: AtomicUsize,
+    /// Live [`Batch`]es: while any is out, the dirty lists do not show every dirty slot.
+    batches_out: AtomicU64,
+    /// Batches ever taken: a scan that saw it change may have missed records in flight.
+    batches_taken: AtomicU64,
 }
 
 impl Cache {
@@ -92,6 +174,8 @@ impl Cache {
             hasher: Hasher::default(),
             cached: AtomicUsize::new(0),
             dirty: AtomicUsize::new(0),
+            batches_out: AtomicU64::new(0),
+            batches_taken: AtomicU64::new(0),
         }
     }
 
@@ -127,7 +211,7 @@ impl Cache {
                 slot.touch(now);
                 Lookup::Hit(live(&slot.record))
             }
-            None => Lookup::Miss { epoch: shard.epoch },
+            None => Lookup::Miss { epoch: Epoch(shard.epoch) },
         }
     }
 
@@ -164,7 +248,7 @@ impl Cache {
         &self,
         key: &str,
         now: u32,
-        base: Option<(Value, u64)>,
+        base: Option<(Value, Epoch)>,
         update: impl FnOnce(Option<&str>) -> Result<Record, E>,
         append: impl FnOnce(&Record) -> Result<Lsn, E>,
     ) -> Result<(Lsn, Record), Update<E>> {
@@ -172,7 +256,9 @@ impl Cache {
         let mut shard = Self::write_lock(shard);
         let record = match (shard.get(key), base) {
             (Some(slot), _) => update(slot.record.value()),
-            (None, Some((value, epoch))) if epoch == shard.epoch => update(value.as_ref().and_then(Record::value)),
+            (None, Some((value, epoch))) if epoch == Epoch(shard.epoch) => {
+                update(value.as_ref().and_then(Record::value))
+            }
             (None, _) => return Err(Update::Raced),
         }
         .map_err(Update::Failed)?;
@@ -185,10 +271,10 @@ impl Cache {
     /// Caches a record read from PostgreSQL as clean — only if the key is still absent
     /// and nothing was removed from its shard since the lookup that missed (`epoch`), so
     /// a load never resurrects a value that a racing write or delete replaced.
-    pub(crate) fn load(&self, key: &str, record: Record, lsn: Lsn, epoch: u64, now: u32) -> bool {
+    pub(crate) fn load(&self, key: &str, record: Record, lsn: Lsn, epoch: Epoch, now: u32) -> bool {
         let (key, shard) = self.shard_of(key);
         let mut shard = Self::write_lock(shard);
-        if shard.epoch != epoch || shard.get(key).is_some() {
+        if Epoch(shard.epoch) != epoch || shard.get(key).is_some() {
             return false;
         }
         shard.put_clean(key, record, lsn, now);
@@ -206,8 +292,10 @@ impl Cache {
         }
     }
 
-    /// Takes up to `max` dirty records for the flusher, a bounded number per lock.
-    pub(crate) fn take_dirty(&self, max: usize) -> Vec<Dirty> {
+    /// Takes up to `max` dirty records for the flusher, a bounded number per lock: only
+    /// records at or below `durable` (⚑ PostgreSQL never gets ahead of the WAL); newer
+    /// ones stay on their lists for a later flush.
+    pub(crate) fn take_dirty(&self, max: usize, durable: Lsn) -> Batch<'_> {
         let mut out = Vec::new();
         for shard in self.all_shards() {
             if out.len() >= max {
@@ -216,25 +304,9 @@ impl Cache {
             if Self::read(shard).dirty.is_empty() {
                 continue;
             }
-            Self::write_lock(shard).take_dirty(&self.hasher, max - out.len(), &mut out);
+            Self::write_lock(shard).take_dirty(&self.hasher, max - out.len(), durable, &mut out);
         }
-        out
-    }
-
-    /// After the flusher committed `records`: each whose slot still has the flushed LSN
-    /// becomes clean (a flushed tombstone is dropped); the others stay dirty. Records in
-    /// `superseded` (PostgreSQL kept a newer row) are dropped too, so reads load that row.
-    pub(crate) fn mark_flushed(&self, records: &[Dirty], superseded: &[String]) {
-        let superseded: HashSet<&str> = superseded.iter().map(String::as_str).collect();
-        self.for_each_shard_of(records, |shard, key, r| {
-            let change = shard.mark_flushed(key, r, superseded.contains(&*r.key));
-            self.account(change);
-        });
-    }
-
-    /// After a failed flush: every record goes back on its dirty list (or is parked).
-    pub(crate) fn restore(&self, records: &[Dirty], park: bool) {
-        self.for_each_shard_of(records, |shard, key, r| shard.restore(key, r, park));
+        Batch::new(self, out)
     }
 
     /// Runs `f` on each record (and its hashed key) with its shard locked.
@@ -246,9 +318,16 @@ impl Cache {
     }
 
     /// The lowest LSN the WAL must keep for this table: that of its oldest dirty or
-    /// parked record. Only meaningful while no flush holds records (the flush lock).
-    pub(crate) fn min_dirty_lsn(&self) -> Option<Lsn> {
-        self.all_shards().filter_map(|s| Self::read(s).min_dirty_lsn(&self.hasher)).min()
+    /// parked record (`None`: nothing dirty). [`BatchesOut`] while a flush holds records
+    /// off the lists, which would hide them from the scan.
+    pub(crate) fn min_dirty_lsn(&self) -> Result<Option<Lsn>, BatchesOut> {
+        let taken = self.batches_taken.load(Ordering::Acquire);
+        if self.batches_out.load(Ordering::Acquire) > 0 {
+            return Err(BatchesOut);
+        }
+        let min = self.all_shards().filter_map(|s| Self::read(s).min_dirty_lsn(&self.hasher)).min();
+        // A batch taken (and maybe given back) during the scan may have hidden records.
+        if self.batches_taken.load(Ordering::Acquire) == taken { Ok(min) } else { Err(BatchesOut) }
     }
 
     /// Evicts clean records last touched before `cutoff`; returns how many.
