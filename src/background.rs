@@ -1,11 +1,18 @@
 //! The background task: flush on the interval or past a threshold (with backoff while
 //! PostgreSQL fails), evict idle and over-capacity records, watch the write budget.
+//!
+//! ⚑ It is stopped, never cut short: `close` sets `closed`, wakes it, and waits for it
+//! to finish the flush it is in (bounded; past the bound it is aborted, which the
+//! flush's batch guard makes safe). ⚑ A panic in it is not lost: a supervisor sees it
+//! and fails the engine (writes refused with [`crate::Error::Failed`], `close` returns
+//! it, `stats().failure` shows it).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::db::Inner;
 
@@ -14,10 +21,51 @@ const TICK: Duration = Duration::from_millis(100);
 /// The longest pause between flush attempts while PostgreSQL fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The running task: its supervisor (which ends when it does) and a way to abort it.
+pub(crate) struct Background {
+    supervisor: JoinHandle<()>,
+    work: AbortHandle,
+}
+
+impl Background {
+    /// Waits up to `bound` for the task to stop (it was told to: `closed` is set and it
+    /// was woken), then aborts it.
+    pub(crate) async fn stop(self, bound: Duration) {
+        let Self { mut supervisor, work } = self;
+        if tokio::time::timeout(bound, &mut supervisor).await.is_err() {
+            tracing::warn!(?bound, "the background task did not stop in time: aborted (its batch goes back)");
+            Self { supervisor, work }.abort().await;
+        }
+    }
+
+    /// Aborts the task at whatever await it is at (a simulated crash, or past the bound).
+    pub(crate) async fn abort(self) {
+        self.work.abort();
+        let _ = self.supervisor.await;
+    }
+}
+
 /// Starts the task. It holds the database only weakly, so dropping every handle ends it.
-pub(crate) fn spawn(inner: &Arc<Inner>, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(inner: &Arc<Inner>, wake: Arc<Notify>) -> Background {
     let weak = Arc::downgrade(inner);
-    tokio::spawn(run(weak, wake))
+    let work = tokio::spawn(run(weak.clone(), wake));
+    let abort = work.abort_handle();
+    let supervisor = tokio::spawn(async move {
+        let Err(e) = work.await else { return };
+        if !e.is_panic() {
+            return;
+        }
+        let payload = e.into_panic();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string payload".into());
+        if let Some(inner) = weak.upgrade() {
+            inner.fail(format!("the background flush task panicked: {message}"));
+        }
+    });
+    Background { supervisor, work: abort }
 }
 
 async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
@@ -26,6 +74,7 @@ async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
     let mut backoff = Duration::ZERO;
     loop {
         let tick = match weak.upgrade() {
+            Some(inner) if inner.closed.load(Ordering::Acquire) => return,
             Some(inner) => TICK.min(inner.config.flush_interval),
             None => return,
         };
@@ -38,6 +87,10 @@ async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
             return;
         }
         inner.clock.tick();
+        #[cfg(feature = "internals")]
+        if inner.inject_panic.swap(false, Ordering::AcqRel) {
+            panic!("injected by MemDb::panic_background");
+        }
         let config = &inner.config;
         let dirty = inner.tables.dirty();
         let wal_bytes = inner.wal.stats().bytes;

@@ -1,7 +1,7 @@
 //! `MemDb`: the public API — open/close, tables, writes, reads, queries, flush, stats.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use memdb_wal::{Entry, Lsn, Op, Wal};
@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 
-use crate::cache::{Clock, Lookup, Value};
+use crate::background::Background;
+use crate::cache::{Clock, Epoch, Lookup, Value};
 use crate::config::Config;
 use crate::durability::Syncer;
 use crate::error::{Error, Result};
@@ -50,7 +51,12 @@ pub(crate) struct Inner {
     pub closed: AtomicBool,
     /// When the dirty set was last seen empty (for `oldest_unflushed`).
     pub last_clean: Mutex<Instant>,
-    pub background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub background: Mutex<Option<Background>>,
+    /// Set once when the engine fails (fail-stop): writes are refused from then on.
+    pub failure: OnceLock<String>,
+    /// Makes the background task panic at its next tick (fail-stop drills).
+    #[cfg(feature = "internals")]
+    pub inject_panic: AtomicBool,
 }
 
 impl MemDb {
@@ -59,31 +65,48 @@ impl MemDb {
     ///
     /// # Errors
     /// Configuration, PostgreSQL (unreachable at open), and WAL errors (e.g. corruption,
-    /// or the WAL directory being in use by another process).
+    /// or the WAL directory being in use by another process);
+    /// [`Error::WalBehindPostgres`] for a WAL directory older than PostgreSQL's rows (a
+    /// restored or copied directory), refused before anything is written.
+    ///
+    /// # Cancel safety
+    /// Dropped before it returns, nothing is lost: the WAL directory is released when
+    /// the half-opened engine is dropped, and the next open recovers as this one would.
     pub async fn open(config: Config) -> Result<Self> {
         crate::recovery::open(config).await
     }
 
-    /// Flushes everything, stops the background tasks, syncs and releases the WAL. Later
-    /// calls on any clone fail with [`Error::Closed`].
+    /// Stops the background task (letting a flush it is in finish, up to the PostgreSQL
+    /// timeout and a second), flushes everything, syncs and releases the WAL. Later calls
+    /// on any clone fail with [`Error::Closed`]. Writes that race the close either fail
+    /// with `Closed` or are in the WAL when it is released.
     ///
     /// # Errors
     /// A flush or sync error: the records stay in the WAL and are replayed next open.
+    /// [`Error::Failed`] if the engine had failed (fail-stop) before.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe in that nothing acknowledged is lost: dropped at any await, the
+    /// database is closed for new calls, and whatever was not flushed is in the WAL for
+    /// the next open; the WAL directory is released when the last handle is dropped.
     pub async fn close(&self) -> Result<()> {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.inner.wake.notify_one();
-        let task = self.inner.background.lock().unwrap_or_else(PoisonError::into_inner).take();
+        inner.wake.notify_one();
+        let task = inner.background.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
+            task.stop(inner.config.pg_timeout + std::time::Duration::from_secs(1)).await;
         }
-        let flushed = self.inner.flush_all(None).await;
-        let wal = Arc::clone(&self.inner.wal);
+        let flushed = inner.flush_all(None).await;
+        let wal = Arc::clone(&inner.wal);
         // Syncs and releases the WAL directory, so the database can be opened again.
         let synced = tokio::task::spawn_blocking(move || wal.close()).await.map_err(|_| Error::Closed)?;
         tracing::info!(?flushed, "memdb closed");
+        if let Some(cause) = inner.failure.get() {
+            return Err(Error::Failed { cause: cause.clone() });
+        }
         flushed?;
         synced?;
         Ok(())
@@ -97,8 +120,13 @@ impl MemDb {
     /// # Errors
     /// [`Error::InvalidTableName`], [`Error::InvalidSchema`], WAL errors. If PostgreSQL
     /// is down the table is created there by the next flush.
+    ///
+    /// # Cancel safety
+    /// Dropped before it returns, the write may or may not have happened (it is then in
+    /// the WAL and memory, or nowhere); it is never half done and never acknowledged, and
+    /// nothing else is affected.
     pub async fn create_table(&self, name: &str, schema: &serde_json::Value) -> Result<()> {
-        self.check_open()?;
+        self.check_writable()?;
         validate::table_name(name)?;
         let parsed = Schema::from_json(name, schema)?;
         let json = parsed.to_json().to_string();
@@ -129,6 +157,11 @@ impl MemDb {
     ///
     /// # Errors
     /// Validation errors (nothing written), [`Error::Backpressure`], WAL errors.
+    ///
+    /// # Cancel safety
+    /// Dropped before it returns, the write may or may not have happened (it is then in
+    /// the WAL and memory, or nowhere); it is never half done and never acknowledged, and
+    /// nothing else is affected.
     pub async fn insert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
         self.upsert(table, key, value).await
     }
@@ -137,8 +170,16 @@ impl MemDb {
     ///
     /// # Errors
     /// As [`MemDb::insert`].
+    ///
+    /// # Cancel safety
+    /// Dropped before it returns, the write may or may not have happened (it is then in
+    /// the WAL and memory, or nowhere); it is never half done and never acknowledged, and
+    /// nothing else is affected.
     pub async fn upsert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
-        self.check_open()?;
+        self.check_writable()?;
+        // A call that never waits must still let its task yield: a loop of writes is one
+        // task, and it must not starve the runtime (tokio's cooperative budget).
+        tokio::task::coop::consume_budget().await;
         let inner = &self.inner;
         validate::key(key)?;
         let record = crate::json::serialize(key, value).map_err(|e| Error::InvalidValue {
@@ -172,8 +213,14 @@ impl MemDb {
     ///
     /// # Errors
     /// As [`MemDb::insert`], and PostgreSQL errors while loading.
+    ///
+    /// # Cancel safety
+    /// Dropped before it returns, the write may or may not have happened (it is then in
+    /// the WAL and memory, or nowhere); it is never half done and never acknowledged, and
+    /// nothing else is affected.
     pub async fn patch(&self, table: &str, key: &str, patch: &serde_json::Value) -> Result<Json> {
-        self.check_open()?;
+        self.check_writable()?;
+        tokio::task::coop::consume_budget().await; // see `upsert`
         let t = self.inner.table_for_write(table).await?;
         validate::key(key)?;
         self.inner.backpressure().await?;
@@ -181,7 +228,7 @@ impl MemDb {
         loop {
             let base = match t.cache.peek(key) {
                 Some(_) => None,
-                None => Some(inner.load_from_pg(&t, key).await?),
+                None => inner.load_from_pg(&t, key).await?,
             };
             let update = |current: Option<&str>| -> Result<Record> {
                 let mut doc =
@@ -213,11 +260,17 @@ impl MemDb {
     ///
     /// # Errors
     /// Validation, backpressure and WAL errors.
+    ///
+    /// # Cancel safety
+    /// Dropped before it returns, the write may or may not have happened (it is then in
+    /// the WAL and memory, or nowhere); it is never half done and never acknowledged, and
+    /// nothing else is affected.
     pub async fn delete(&self, table: &str, key: &str) -> Result<()> {
-        self.check_open()?;
+        self.check_writable()?;
         validate::table_name(table)?;
         validate::key(key)?;
         let Some(t) = self.inner.tables.get(table) else { return Ok(()) };
+        tokio::task::coop::consume_budget().await; // see `upsert`
         self.inner.backpressure().await?;
         let inner = &self.inner;
         let lsn = t.cache.write(key, Record::tombstone(key), inner.clock.now(), || {
@@ -232,8 +285,13 @@ impl MemDb {
     ///
     /// # Errors
     /// Validation errors and PostgreSQL errors on a miss.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a read changes nothing but the cache (a miss caches the record only
+    /// if no write raced it).
     pub async fn get(&self, table: &str, key: &str) -> Result<Option<Json>> {
         self.check_open()?;
+        tokio::task::coop::consume_budget().await; // see `upsert`
         let inner = &self.inner;
         // The hit path borrows the table from the registry's snapshot: no lock taken
         // but the shard's, no reference count touched but the value's.
@@ -260,8 +318,13 @@ impl MemDb {
     ///
     /// # Errors
     /// As [`MemDb::get`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a read changes nothing but the cache (a miss caches the record only
+    /// if no write raced it).
     pub async fn get_uncached(&self, table: &str, key: &str) -> Result<Option<Json>> {
         self.check_open()?;
+        tokio::task::coop::consume_budget().await; // see `upsert`
         let Some(t) = self.inner.tables.get(table) else {
             validate::table_name(table)?;
             return Ok(None);
@@ -278,6 +341,10 @@ impl MemDb {
     ///
     /// # Errors
     /// As [`MemDb::get`], and [`Error::Deserialize`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a read changes nothing but the cache (a miss caches the record only
+    /// if no write raced it).
     pub async fn get_as<T: DeserializeOwned>(&self, table: &str, key: &str) -> Result<Option<T>> {
         let Some(json) = self.get(table, key).await? else { return Ok(None) };
         json.deserialize().map(Some).map_err(|source| Error::Deserialize {
@@ -297,6 +364,12 @@ impl MemDb {
     ///
     /// # Errors
     /// PostgreSQL errors (including bad SQL) and flush errors.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it flushes the table first; dropped at any await, the records it had taken go back to their
+    /// dirty lists (a guard), the WAL is never truncated past them, and the next flush
+    /// writes them. Whatever PostgreSQL committed before the drop is rewritten under the
+    /// LSN guard, which changes nothing.
     pub async fn query(&self, table: &str, where_sql: &str, limit: usize) -> Result<Vec<Row>> {
         self.query_params(table, where_sql, &[], limit).await
     }
@@ -305,6 +378,12 @@ impl MemDb {
     ///
     /// # Errors
     /// As [`MemDb::query`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it flushes the table first; dropped at any await, the records it had taken go back to their
+    /// dirty lists (a guard), the WAL is never truncated past them, and the next flush
+    /// writes them. Whatever PostgreSQL committed before the drop is rewritten under the
+    /// LSN guard, which changes nothing.
     pub async fn query_params(
         &self,
         table: &str,
@@ -328,6 +407,12 @@ impl MemDb {
     ///
     /// # Errors
     /// PostgreSQL errors; the records stay dirty and are retried.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropped at any await, the records it had taken go back to their
+    /// dirty lists (a guard), the WAL is never truncated past them, and the next flush
+    /// writes them. Whatever PostgreSQL committed before the drop is rewritten under the
+    /// LSN guard, which changes nothing.
     pub async fn flush(&self, table: Option<&str>) -> Result<usize> {
         self.check_open()?;
         let only = match table {
@@ -358,6 +443,16 @@ impl MemDb {
     #[inline]
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    /// Open, and not failed: writes are accepted.
+    #[inline]
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        match self.inner.failure.get() {
+            Some(cause) => Err(Error::Failed { cause: cause.clone() }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -412,7 +507,7 @@ impl Inner {
 
     /// A read that missed memory: from PostgreSQL, then cached as clean unless a write
     /// or a removal raced it (`epoch` is that of the lookup that missed).
-    async fn get_miss(&self, t: &Table, key: &str, epoch: u64) -> Result<Option<Json>> {
+    async fn get_miss(&self, t: &Table, key: &str, epoch: Epoch) -> Result<Option<Json>> {
         self.counters.cache_misses.incr();
         validate::key(key)?;
         self.ensure_pg_table(t).await?;
@@ -423,16 +518,21 @@ impl Inner {
     }
 
     /// Loads a record from PostgreSQL for a read-modify-write: its value (a tombstone
-    /// when absent) and the shard epoch of the lookup that missed.
-    async fn load_from_pg(&self, t: &Table, key: &str) -> Result<(Value, u64)> {
-        let epoch = match t.cache.get(key, self.clock.now()) {
-            Lookup::Miss { epoch } => epoch,
-            Lookup::Hit(v) => return Ok((v, u64::MAX)),
-        };
+    /// when absent) and the shard epoch of the lookup that missed; `None` when the record
+    /// is in memory after all (the update reads it there).
+    async fn load_from_pg(&self, t: &Table, key: &str) -> Result<Option<(Value, Epoch)>> {
+        let Lookup::Miss { epoch } = t.cache.get(key, self.clock.now()) else { return Ok(None) };
         self.counters.cache_misses.incr();
         self.ensure_pg_table(t).await?;
         let row = self.store.get(&t.name, key).await?;
-        Ok((row.map(|(json, _)| Record::put(key, &json)), epoch))
+        Ok(Some((row.map(|(json, _)| Record::put(key, &json)), epoch)))
+    }
+
+    /// Fails the engine for good (fail-stop): writes are refused with the cause.
+    pub(crate) fn fail(&self, cause: String) {
+        tracing::error!(%cause, "memdb failed: refusing writes from now on");
+        let _ = self.failure.set(cause);
+        self.over_budget.store(false, Ordering::Relaxed);
     }
 
     /// Makes writers wait while over the dirty/WAL budget, then fail.
@@ -484,6 +584,7 @@ impl Inner {
             wal_segments: wal.segments,
             oldest_unflushed: oldest,
             postgres_up: self.store.is_up(),
+            failure: self.failure.get().cloned(),
         }
     }
 }

@@ -17,8 +17,18 @@ impl MemDb {
     ///
     /// # Errors
     /// As [`MemDb::open`].
+    ///
+    /// # Cancel safety
+    /// As [`MemDb::open`].
     pub async fn open_on(config: crate::Config, storage: Arc<dyn memdb_wal::storage::Storage>) -> crate::Result<Self> {
         crate::recovery::open_on(config, Some(storage)).await
+    }
+
+    /// Makes the background task panic at its next tick, as a bug would: the engine must
+    /// fail-stop ([`crate::Error::Failed`] on writes, from `close`, in `stats().failure`).
+    pub fn panic_background(&self) {
+        self.inner.inject_panic.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
     }
 
     /// Simulates the process dying (a `kill -9`): stops the background task at whatever
@@ -34,6 +44,10 @@ impl MemDb {
     /// marked closed (their calls fail with [`crate::Error::Closed`], their
     /// [`MemDb::close`] flushes nothing) and the engine, with the lock, goes when the
     /// last of them is dropped.
+    ///
+    /// # Cancel safety
+    /// Dropped part way, the engine is still dead (closed for every clone); the WAL lock
+    /// goes when the last reference does.
     pub async fn crash(self) {
         let MemDb { inner } = self;
         // Whatever else holds a clone is as dead as the process now: no more writes, no
@@ -41,8 +55,7 @@ impl MemDb {
         inner.closed.store(true, Ordering::Release);
         let task = inner.background.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
+            task.abort().await;
         }
         // The background task holds the engine only weakly, so with no other clone this
         // is the last strong reference.

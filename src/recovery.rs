@@ -1,5 +1,6 @@
-//! Opening: PostgreSQL's catalogue, the WAL, and the replay of every record the WAL
-//! still holds into memory as dirty — then one flush makes PostgreSQL whole again.
+//! Opening: PostgreSQL's catalogue, the WAL (refused if it is behind PostgreSQL), and
+//! the replay of every record the WAL still holds into memory as dirty — then one flush
+//! makes PostgreSQL whole again.
 //!
 //! Replay is idempotent: records PostgreSQL already has are rewritten under the LSN
 //! guard, which changes nothing; a crash during recovery just recovers again.
@@ -75,6 +76,17 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         ..memdb_wal::Options::default()
     };
     let wal = tokio::task::spawn_blocking(move || Wal::open_with(storage, opts)).await.map_err(|_| Error::Closed)??;
+    // ⚑ LSNs never go backwards: a WAL behind PostgreSQL would give new writes LSNs the
+    // guard ranks below rows already stored, and they would be dropped as superseded.
+    // A flush only ever sends durable records, so only a WAL restored from an older copy
+    // (or cut by a repair) gets here; it is refused before the first write.
+    if wal.next_lsn() <= max_stored {
+        return Err(Error::WalBehindPostgres {
+            dir: config.wal_dir.display().to_string(),
+            wal_next: wal.next_lsn(),
+            pg_max: max_stored,
+        });
+    }
     let wal = Arc::new(wal);
     let syncer = match config.durability {
         memdb_wal::Durability::Sync => Some(Syncer::start(Arc::clone(&wal))?),
@@ -95,6 +107,9 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         closed: AtomicBool::new(false),
         last_clean: Mutex::new(Instant::now()),
         background: Mutex::new(None),
+        failure: std::sync::OnceLock::new(),
+        #[cfg(feature = "internals")]
+        inject_panic: AtomicBool::new(false),
     });
     let replay = Arc::clone(&inner);
     let replayed = tokio::task::spawn_blocking(move || replay_wal(&replay)).await.map_err(|_| Error::Closed)??;

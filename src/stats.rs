@@ -54,4 +54,7 @@ pub struct Stats {
     pub oldest_unflushed: Duration,
     /// Whether the last PostgreSQL call got through.
     pub postgres_up: bool,
+    /// Why the engine stopped accepting writes (fail-stop: a background task panicked),
+    /// or `None` while it is healthy.
+    pub failure: Option<String>,
 }
