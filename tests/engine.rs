@@ -97,13 +97,60 @@ async fn idle_clean_records_are_evicted_and_read_back() {
 #[tokio::test]
 async fn dirty_records_are_never_evicted() {
     let t = common::open(|c| c.idle_ttl = Duration::from_millis(100)).await;
-    t.db.insert("calls", "c", &json!({"a": 1})).await.expect("insert");
-    // Wait until the record is well past its idle TTL by the engine's own clock.
-    let start = std::time::Instant::now();
-    common::eventually("the TTL has passed", || start.elapsed() > Duration::from_millis(400)).await;
-    assert_eq!(t.db.evict_idle(), 0);
+    // 400 records, flushed (clean), then half of them overwritten (dirty): with 128
+    // shards, nearly every shard holds both kinds, so the sweep runs over dirty slots.
+    for i in 0..400 {
+        t.db.insert("calls", &format!("c{i}"), &json!({"v": 1})).await.expect("insert");
+    }
+    t.db.flush(None).await.expect("flush");
+    for i in 0..200 {
+        t.db.upsert("calls", &format!("c{i}"), &json!({"v": 2})).await.expect("upsert");
+    }
+    // The clean half going proves the engine's clock passed the TTL of every record.
+    let mut evicted = 0;
+    common::eventually("the idle clean records are evicted", || {
+        evicted += t.db.evict_idle();
+        t.db.stats().cached_records <= 200
+    })
+    .await;
+    assert_eq!(evicted, 200, "exactly the clean records were evicted");
     let stats = t.db.stats();
-    assert_eq!((stats.cached_records, stats.dirty_records), (1, 1));
+    assert_eq!((stats.cached_records, stats.dirty_records), (200, 200));
+    let misses = stats.cache_misses;
+    for i in 0..200 {
+        let got = t.db.get("calls", &format!("c{i}")).await.expect("get");
+        assert_eq!(got.expect("dirty record").to_value(), json!({"v": 2}));
+    }
+    assert_eq!(t.db.stats().cache_misses, misses, "every dirty record was still in memory");
+}
+
+#[tokio::test]
+async fn over_capacity_the_least_recently_used_clean_records_go() {
+    let t = common::open(|c| c.max_cached_records = Some(100)).await;
+    for i in 0..300 {
+        t.db.insert("calls", &format!("c{i}"), &json!({"v": 1})).await.expect("insert");
+    }
+    t.db.flush(None).await.expect("flush");
+    for i in 0..20 {
+        t.db.upsert("calls", &format!("d{i}"), &json!({"dirty": true})).await.expect("upsert");
+    }
+    // Let the engine's clock (100 ms ticks) move on, then touch the hot keys.
+    let start = std::time::Instant::now();
+    common::eventually("two ticks passed", || start.elapsed() > Duration::from_millis(350)).await;
+    for i in 0..50 {
+        t.db.get("calls", &format!("c{i}")).await.expect("get").expect("hot record");
+    }
+    common::eventually("the cache is back under its capacity", || t.db.stats().cached_records <= 100).await;
+    let stats = t.db.stats();
+    assert!(stats.evictions >= 200, "the cold records went: {stats:?}");
+    assert_eq!(stats.dirty_records, 20, "dirty records are never evicted");
+    for i in 0..50 {
+        t.db.get("calls", &format!("c{i}")).await.expect("get").expect("hot record");
+    }
+    for i in 0..20 {
+        t.db.get("calls", &format!("d{i}")).await.expect("get").expect("dirty record");
+    }
+    assert_eq!(t.db.stats().cache_misses, stats.cache_misses, "the hot and the dirty records stayed in memory");
 }
 
 #[tokio::test]

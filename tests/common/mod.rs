@@ -60,3 +60,18 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Polls `fut` up to `polls` times, 1 ms apart (so its I/O moves on between polls), and
+/// drops it if it has not finished: what a `timeout` or a `select!` does to a call.
+/// Returns its output if it finished.
+pub async fn poll_then_drop<F: std::future::Future>(fut: F, polls: usize) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    for _ in 0..polls {
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(out) = polled {
+            return Some(out);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
