@@ -51,8 +51,10 @@ pub(super) fn max_lsn(name: &str) -> String {
 
 /// Puts ($1 keys, $2 JSON texts, $3 LSNs) and, `with_deletes`, deletes ($4 keys, $5
 /// LSNs), LSN-guarded. Returns the keys of the puts the guard skipped because PostgreSQL
-/// holds a newer row (read from the statement's snapshot, which the CTEs' changes do not
-/// touch). Without deletes the statement has no delete step (and no $4, $5): the
+/// holds a newer row — or a different row at the same LSN, which only a WAL reused
+/// elsewhere can cause: memory then drops its value rather than disagree with PostgreSQL
+/// (read from the statement's snapshot, which the CTEs' changes do not touch; a row this
+/// statement writes was older there, so the data is compared only on replays). Without deletes the statement has no delete step (and no $4, $5): the
 /// common batch plans and runs faster.
 pub(super) fn write_batch(name: &str, with_deletes: bool) -> String {
     let t = table(name);
@@ -75,8 +77,8 @@ pub(super) fn write_batch(name: &str, with_deletes: bool) -> String {
             WHERE t.lsn < EXCLUDED.lsn
             RETURNING 1
         ){delete}
-        SELECT t.key FROM {t} AS t JOIN unnest($1::text[], $3::int8[]) AS u(k, l) ON t.key = u.k
-        WHERE t.lsn > u.l"
+        SELECT t.key FROM {t} AS t JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(k, d, l) ON t.key = u.k
+        WHERE t.lsn > u.l OR (t.lsn = u.l AND t.data <> u.d::jsonb)"
     )
 }
 
