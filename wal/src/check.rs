@@ -5,6 +5,7 @@
 //! corruption.
 
 use crate::error::{Corruption, Error, Problem};
+use crate::format::follows;
 use crate::parse::{End, HeaderError, parse_header, scan_frames};
 use crate::record::{Lsn, RecordRef};
 
@@ -38,8 +39,8 @@ pub(crate) struct Checked {
 ///
 /// # Errors
 /// [`Error::UnsupportedVersion`], or [`Error::Corrupt`] at offset 0 for a header that is
-/// invalid, does not match the name, or does not continue the predecessor: nothing of
-/// the segment is readable then.
+/// invalid, does not match the name, or does not continue the predecessor (exactly, or
+/// at a restart LSN above it): nothing of the segment is readable then.
 pub(crate) fn check_segment<'a>(
     name: &str,
     name_lsn: Lsn,
@@ -59,8 +60,9 @@ pub(crate) fn check_segment<'a>(
     if header.first_lsn != name_lsn {
         return Err(corrupt(Problem::NameMismatch { name: name_lsn, header: header.first_lsn }));
     }
+    // A segment continues its predecessor exactly, or starts above it at a restart LSN.
     if let Some(expected) = expected_first
-        && expected != header.first_lsn
+        && !follows(expected.wrapping_sub(1), header.first_lsn)
     {
         return Err(corrupt(Problem::LsnGap { expected, found: header.first_lsn }));
     }

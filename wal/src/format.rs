@@ -61,6 +61,35 @@ pub const SEGMENT_SUFFIX: &str = ".wal";
 /// Suffix of a segment being created; such files are removed on open.
 pub const TEMP_SUFFIX: &str = ".tmp";
 
+/// A reopened log resumes in a new segment whose first LSN is a multiple of this: the
+/// only segments that may start above their predecessor's end (see [`restart_lsn`]).
+/// Any other gap between segments is corruption.
+pub const RESTART_ALIGN: u64 = 1 << 20;
+
+/// Whether LSN `next` may follow LSN `prev` in a log: the next one, or a restart LSN
+/// above it (a reopen skipped ahead).
+#[must_use]
+pub const fn follows(prev: u64, next: u64) -> bool {
+    next == prev.wrapping_add(1) || (next > prev && next.is_multiple_of(RESTART_ALIGN))
+}
+
+/// The most frames a segment file of `file_len` bytes can hold (every frame takes at
+/// least [`frame_size`]`(1)` bytes).
+#[must_use]
+pub const fn segment_capacity(file_len: u64) -> u64 {
+    file_len.saturating_sub(HEADER_LEN as u64) / frame_size(1) as u64
+}
+
+/// Where a reopened log resumes: above every LSN its newest segment (first LSN
+/// `first_lsn`, `file_len` bytes) can have handed out — also the ones a power cut took
+/// before they were synced, which must never be handed out again — and at least
+/// `at_least`, rounded up to a multiple of [`RESTART_ALIGN`]. `None` past [`MAX_LSN`].
+#[must_use]
+pub fn restart_lsn(first_lsn: u64, file_len: u64, at_least: u64) -> Option<u64> {
+    let ceiling = first_lsn.checked_add(segment_capacity(file_len))?.max(at_least);
+    ceiling.checked_next_multiple_of(RESTART_ALIGN).filter(|&lsn| lsn <= MAX_LSN)
+}
+
 /// Bytes a frame with a body of `body_len` bytes takes in a segment, padding included.
 #[must_use]
 pub const fn frame_size(body_len: usize) -> usize {
@@ -107,6 +136,18 @@ mod tests {
         assert_eq!(frame_size(0), 24);
         assert_eq!(frame_size(1), 32);
         assert_eq!(frame_size(8), 32);
+    }
+
+    #[test]
+    fn a_restart_resumes_above_all_a_segment_can_hold_at_an_aligned_lsn() {
+        assert_eq!(segment_capacity(4096), (4096 - 32) / 32);
+        assert_eq!(restart_lsn(1, 4096, 1), Some(RESTART_ALIGN));
+        assert_eq!(restart_lsn(RESTART_ALIGN, 4096, 1), Some(2 * RESTART_ALIGN));
+        let big = restart_lsn(5, 64 << 20, 1).expect("in range");
+        assert!(big >= 5 + (64 << 20) / 32 && big.is_multiple_of(RESTART_ALIGN));
+        assert!(follows(4, 5) && follows(4, RESTART_ALIGN) && !follows(4, 6) && !follows(RESTART_ALIGN, RESTART_ALIGN));
+        assert_eq!(restart_lsn(1, 4096, 3 * RESTART_ALIGN + 1), Some(4 * RESTART_ALIGN), "at least the floor");
+        assert_eq!(restart_lsn(MAX_LSN - 10, 4096, 1), None);
     }
 
     #[test]

@@ -153,11 +153,13 @@ impl Inspection {
         self.segments.first().map(|s| s.first_lsn)
     }
 
-    /// The LSN the next append would get after opening (as opening would leave the log).
+    /// The LSN the next append would get after opening (as opening would leave the log,
+    /// with the default `min_next_lsn`): opening resumes at a restart LSN above all the
+    /// newest kept segment can hold (see [`crate::format::restart_lsn`]).
     #[must_use]
     pub fn next_lsn(&self) -> Option<Lsn> {
         let kept = self.segments.iter().rfind(|s| !s.after_damage)?;
-        Some(kept.first_lsn + kept.records)
+        crate::format::restart_lsn(kept.first_lsn, kept.file_len, 1)
     }
 }
 

@@ -45,9 +45,10 @@ pub struct Options {
     pub max_record_size: usize,
     /// What recovery may do with corruption.
     pub recovery: RecoveryMode,
-    /// The first LSN of a log created in an empty directory. Lets the caller keep LSNs
-    /// increasing when it knows of higher ones elsewhere (e.g. in its database) and the
-    /// directory was lost; ignored when segments exist (their headers carry the floor).
+    /// The lowest LSN the next append may get. Lets the caller keep LSNs increasing when
+    /// it knows of higher ones elsewhere (e.g. in its database): the first LSN of a log
+    /// created in an empty directory, and the floor of the restart LSN an existing log
+    /// resumes at (a directory restored from an older copy moves forward).
     pub min_next_lsn: Lsn,
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::check::{Tail, check_segment};
 use crate::error::{Corruption, Error};
-use crate::format::{HEADER_LEN, TEMP_SUFFIX, parse_segment_name};
+use crate::format::{HEADER_LEN, TEMP_SUFFIX, parse_segment_name, restart_lsn, segment_name};
 use crate::options::{Options, RecoveryMode};
 use crate::record::Lsn;
 use crate::segment::{self, Sealed};
@@ -22,6 +22,10 @@ pub struct RecoveryReport {
     pub first_lsn: Lsn,
     /// The LSN the next append gets.
     pub next_lsn: Lsn,
+    /// LSNs skipped on reopening, never to be used: from after the last record kept
+    /// through the one before `next_lsn` (those the last run may have handed out and a
+    /// crash lost, and the rest up to a restart LSN). `None` for a new log.
+    pub skipped: Option<(Lsn, Lsn)>,
     /// A torn tail cut from the newest segment: (segment, offset). Normal after a crash.
     pub torn_tail: Option<(String, u64)>,
     /// Corruption cut away under [`RecoveryMode::TruncateAtCorruption`], and the
@@ -102,23 +106,35 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
         let file = segment::create(storage, first, opts.segment_size)?;
         report.first_lsn = first;
         report.next_lsn = first;
-        let active = Sealed {
-            name: crate::format::segment_name(first),
-            first_lsn: first,
-            last_lsn: first - 1,
-            used: HEADER_LEN as u64,
-        };
+        let active =
+            Sealed { name: segment_name(first), first_lsn: first, last_lsn: first - 1, used: HEADER_LEN as u64 };
         return Ok(Recovered { sealed: segments, active, active_file: file, report });
     };
     let file = storage.open(&active.name).map_err(|e| Error::io("opening", &active.name, e))?;
     if let Some((_, offset, bytes)) = cut {
         zero_from(file.as_ref(), &active.name, offset, &bytes)?;
     }
-    // Everything kept is made durable now, so new frames may say so (FORMAT.md, synced-to).
+    // Everything kept is made durable now (FORMAT.md, synced-to).
     file.sync_all().map_err(|e| Error::io("syncing", &active.name, e))?;
-    report.first_lsn = segments.first().unwrap_or(&active).first_lsn;
-    report.next_lsn = active.last_lsn + 1;
-    Ok(Recovered { sealed: segments, active, active_file: file, report })
+    // ⚑ LSNs are never handed out twice: the last run may have handed out LSNs that a
+    // power cut (or a repair) took from the newest segment. Resume in a new segment
+    // above all that segment can hold, and above `min_next_lsn`.
+    let resume = restart_lsn(active.first_lsn, file.len(), opts.min_next_lsn).ok_or(Error::LsnExhausted)?;
+    let resumed = segment::create(storage, resume, opts.segment_size)?;
+    let kept_next = active.last_lsn + 1;
+    if active.last_lsn < active.first_lsn {
+        // No record in it: the new segment carries the LSN floor instead.
+        storage.remove(&active.name).map_err(|e| Error::io("removing", &active.name, e))?;
+        storage.sync_dir().map_err(|e| Error::io("syncing", "the WAL directory", e))?;
+    } else {
+        segments.push(active);
+    }
+    report.skipped = Some((kept_next, resume - 1));
+    report.first_lsn = segments.first().map_or(resume, |s| s.first_lsn);
+    report.next_lsn = resume;
+    let active =
+        Sealed { name: segment_name(resume), first_lsn: resume, last_lsn: resume - 1, used: HEADER_LEN as u64 };
+    Ok(Recovered { sealed: segments, active, active_file: resumed, report })
 }
 
 /// Zeros the bytes of a segment from `offset` through its last non-zero byte, then syncs.

@@ -18,6 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use memdb_wal::format::follows;
 use memdb_wal::{Durability, Entry, Lsn, Op, Options, Record, Wal};
 
 /// Set in the child: the directory of the log.
@@ -161,6 +162,8 @@ struct Model {
     max_acked: Lsn,
     /// The highest LSN seen in a recovered log, ever.
     max_recovered: Lsn,
+    /// Every LSN acknowledged and checked, or recovered: each must stay until truncated.
+    kept: std::collections::BTreeSet<Lsn>,
 }
 
 #[derive(Default)]
@@ -291,15 +294,16 @@ fn check(dir: &Path, run_seed: u64, model: &mut Model, totals: &mut Totals) -> R
     totals.max_segments = totals.max_segments.max(wal.stats().segments);
     let next = wal.next_lsn();
 
+    // Consecutive, but for the jump each reopen makes to a restart LSN.
     for pair in records.windows(2) {
         if let [a, b] = pair
-            && a.lsn + 1 != b.lsn
+            && !follows(a.lsn, b.lsn)
         {
             return Err(format!("LSNs jump from {} to {}", a.lsn, b.lsn));
         }
     }
     if let Some(last) = records.last()
-        && last.lsn + 1 != next
+        && !follows(last.lsn, next)
     {
         return Err(format!("the last record has LSN {}, yet the next LSN is {next}", last.lsn));
     }
@@ -323,28 +327,30 @@ fn check(dir: &Path, run_seed: u64, model: &mut Model, totals: &mut Totals) -> R
         ));
     }
 
-    // The records are consecutive, so the range they span tells what the log holds.
-    let held = records.first().zip(records.last()).map(|(a, b)| a.lsn..=b.lsn);
-    let holds = |lsn: Lsn| held.as_ref().is_some_and(|range| range.contains(&lsn));
+    let held: std::collections::HashSet<Lsn> = records.iter().map(|r| r.lsn).collect();
+    let holds = |lsn: Lsn| held.contains(&lsn);
+    let span = records.first().zip(records.last()).map(|(a, b)| a.lsn..=b.lsn);
     // Every record acknowledged since the last check and above the truncation point.
     for lsn in model.unchecked.drain(..) {
         if lsn <= model.truncated_through {
             continue;
         }
         totals.checked += 1;
-        if !holds(lsn) {
+        if holds(lsn) {
+            model.kept.insert(lsn);
+        } else {
             totals.lost += 1;
-            eprintln!("acknowledged record {lsn} is lost (the log holds {held:?})");
+            eprintln!("acknowledged record {lsn} is lost (the log holds LSNs {span:?})");
         }
     }
     // And every one acknowledged or recovered before, above the truncation point: once
     // recovered, a record stays until truncated.
-    let kept = model.truncated_through + 1..=model.max_acked.max(model.max_recovered);
-    let all_held = holds(*kept.start()) && holds(*kept.end());
-    if !kept.is_empty() && !all_held {
-        return Err(format!("records {kept:?} must all be in the log, it holds {held:?}"));
+    model.kept.retain(|&lsn| lsn > model.truncated_through);
+    if let Some(missing) = model.kept.iter().find(|&&lsn| !holds(lsn)) {
+        return Err(format!("record {missing} was kept before and must still be in the log, it holds {span:?}"));
     }
-    model.max_recovered = model.max_recovered.max(next - 1);
+    model.kept.extend(held.iter().copied().filter(|&lsn| lsn > model.truncated_through));
+    model.max_recovered = model.max_recovered.max(records.last().map_or(0, |r| r.lsn));
     wal.close().map_err(|e| format!("closing the log failed: {e}"))?;
     if totals.lost > 0 {
         return Err("acknowledged records were lost".into());
