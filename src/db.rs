@@ -65,9 +65,7 @@ impl MemDb {
     ///
     /// # Errors
     /// Configuration, PostgreSQL (unreachable at open), and WAL errors (e.g. corruption,
-    /// or the WAL directory being in use by another process);
-    /// [`Error::WalBehindPostgres`] for a WAL directory older than PostgreSQL's rows (a
-    /// restored or copied directory), refused before anything is written.
+    /// or the WAL directory being in use by another process).
     ///
     /// # Cancel safety
     /// Dropped before it returns, nothing is lost: the WAL directory is released when

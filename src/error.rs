@@ -108,23 +108,6 @@ pub enum Error {
         /// What failed.
         cause: String,
     },
-    /// The WAL directory is older than PostgreSQL: PostgreSQL already holds records at
-    /// or above the LSN the WAL would hand out next, so new writes would be ordered
-    /// before rows already stored and lost to the LSN guard. Nothing was written.
-    #[error(
-        "the WAL in {dir} would hand out LSN {wal_next}, but PostgreSQL already holds LSN {pg_max}: the \
-         directory was restored from an older copy, copied from another instance, or cut by `memdb wal repair`. \
-         Its records are older than PostgreSQL's rows. Keep them (`memdb wal dump {dir} > wal.jsonl`), then move \
-         the directory aside and open with an empty one: a new WAL starts above PostgreSQL's LSNs"
-    )]
-    WalBehindPostgres {
-        /// The WAL directory.
-        dir: String,
-        /// The LSN the WAL would hand out next.
-        wal_next: Lsn,
-        /// The highest LSN stored in PostgreSQL.
-        pg_max: Lsn,
-    },
     /// A stored record failed to deserialise into the requested type.
     #[error("{table}/{key} (LSN {lsn}) does not deserialise into the requested type: {source}")]
     Deserialize {

@@ -1,6 +1,6 @@
-//! Opening: PostgreSQL's catalogue, the WAL (refused if it is behind PostgreSQL), and
-//! the replay of every record the WAL still holds into memory as dirty — then one flush
-//! makes PostgreSQL whole again.
+//! Opening: PostgreSQL's catalogue, the WAL (resuming above every LSN PostgreSQL
+//! holds), and the replay of every record the WAL still holds into memory as dirty —
+//! then one flush makes PostgreSQL whole again.
 //!
 //! Replay is idempotent: records PostgreSQL already has are rewritten under the LSN
 //! guard, which changes nothing; a crash during recovery just recovers again.
@@ -66,7 +66,9 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
             names.push(name);
         }
     }
-    // LSNs must stay above every row's, even if the WAL directory was lost.
+    // ⚑ New writes get LSNs above every row's: also when the WAL directory was lost, or
+    // restored from an older copy (the log then resumes above PostgreSQL; its old records
+    // replay under the LSN guard, which keeps the newer rows).
     let max_stored = store.max_lsn(&names).await?;
     let opts = memdb_wal::Options {
         durability: config.durability,
@@ -76,17 +78,6 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         ..memdb_wal::Options::default()
     };
     let wal = tokio::task::spawn_blocking(move || Wal::open_with(storage, opts)).await.map_err(|_| Error::Closed)??;
-    // ⚑ LSNs never go backwards: a WAL behind PostgreSQL would give new writes LSNs the
-    // guard ranks below rows already stored, and they would be dropped as superseded.
-    // A flush only ever sends durable records, so only a WAL restored from an older copy
-    // (or cut by a repair) gets here; it is refused before the first write.
-    if wal.next_lsn() <= max_stored {
-        return Err(Error::WalBehindPostgres {
-            dir: config.wal_dir.display().to_string(),
-            wal_next: wal.next_lsn(),
-            pg_max: max_stored,
-        });
-    }
     let wal = Arc::new(wal);
     let syncer = match config.durability {
         memdb_wal::Durability::Sync => Some(Syncer::start(Arc::clone(&wal))?),

@@ -51,7 +51,7 @@ fn inspect_shows_segments_tables_and_first_lsn() {
     let (_temp, dir) = fixture("clean");
     let (code, stdout, _) = wal("inspect", &dir, &[]);
     assert_eq!(code, 0, "{stdout}");
-    for says in ["00000000000000000001.wal", "not in use", "first retained LSN: 1", "next LSN on open:   11"] {
+    for says in ["00000000000000000001.wal", "not in use", "first retained LSN: 1", "next LSN on open:   1048576"] {
         assert!(stdout.contains(says), "expected {says:?} in\n{stdout}");
     }
     let table = stdout.lines().find(|l| l.starts_with("t ")).expect("a line for table t");
@@ -116,7 +116,7 @@ fn repair_cuts_at_the_corruption_and_backs_up_what_it_cuts() {
     let (code, stdout, _) = wal("verify", &dir, &[]);
     assert_eq!(code, 0, "{stdout}");
     let wal = Wal::open(&dir, Options { durability: Durability::Sync, ..Options::default() }).expect("opens");
-    assert_eq!(wal.next_lsn(), 4);
+    assert!(wal.next_lsn() > 10, "the LSNs cut (4..=10) are never handed out again: {}", wal.next_lsn());
 }
 
 #[test]

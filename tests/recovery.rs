@@ -144,7 +144,7 @@ async fn compaction_shrinks_the_wal_to_one_segment() {
 }
 
 #[tokio::test]
-async fn a_stale_wal_is_refused_and_never_overwrites_newer_rows() {
+async fn a_stale_wal_never_overwrites_newer_rows_and_later_writes_are_kept() {
     let (config, dir, dsn) = common::config(|_| {}).await;
     let db = MemDb::open(config.clone()).await.expect("open");
     db.insert("stale", "k", &json!({"v": 1})).await.expect("insert v1");
@@ -158,14 +158,20 @@ async fn a_stale_wal_is_refused_and_never_overwrites_newer_rows() {
     db.flush(None).await.expect("flush");
     db.close().await.expect("close");
 
-    // The copy ends below PostgreSQL's LSNs: replaying it is harmless (the LSN guard),
-    // but writing after it would rank new writes below stored rows. Refused.
-    let mut stale = config.clone();
+    // The copy ends below PostgreSQL's LSNs: its v1 replays under the LSN guard, and the
+    // log resumes above PostgreSQL's LSNs.
+    let mut stale = config;
     stale.wal_dir = stale_dir;
-    assert!(matches!(MemDb::open(stale).await, Err(memdb::Error::WalBehindPostgres { .. })));
+    let db = MemDb::open(stale).await.expect("open the stale copy, replaying v1 again");
     assert_eq!(pg_map(&dsn, "stale").await["k"], json!({"v": 2}), "the old record did not overwrite the newer row");
-    let db = MemDb::open(config).await.expect("the current WAL still opens");
-    assert_eq!(db.get("stale", "k").await.expect("get").expect("present"), json!({"v": 2}));
+    assert_eq!(
+        db.get("stale", "k").await.expect("get").expect("present"),
+        json!({"v": 2}),
+        "memory does not serve the stale value"
+    );
+    db.upsert("stale", "k", &json!({"v": 3})).await.expect("upsert v3");
+    db.flush(None).await.expect("flush");
+    assert_eq!(pg_map(&dsn, "stale").await["k"], json!({"v": 3}), "a write after the stale replay is kept");
     db.close().await.expect("close");
 }
 

@@ -112,14 +112,8 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
         None => println!(
             "the log now opens: {} records{}",
             thousands(after.as_ref().map_or(0, Inspection::records)),
-            after.as_ref().and_then(Inspection::next_lsn).map_or(String::new(), |next| format!(", next LSN {next}"))
+            after.and_then(|a| a.next_lsn()).map_or(String::new(), |next| format!(", next LSN {next}"))
         ),
-    }
-    if let Some(next) = after.as_ref().and_then(Inspection::next_lsn) {
-        println!(
-            "the LSNs cut are handed out again from {next}: if PostgreSQL already holds one of them, memdb refuses \
-             to open this directory (WalBehindPostgres) rather than rank new writes below stored rows"
-        );
     }
     Ok(0)
 }
