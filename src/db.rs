@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use memdb_wal::{Entry, Lsn, Op, Wal};
+use memdb_wal::{Lsn, Wal};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -127,22 +127,9 @@ impl MemDb {
         self.check_writable()?;
         validate::table_name(name)?;
         let parsed = Schema::from_json(name, schema)?;
-        let json = parsed.to_json().to_string();
         let inner = &self.inner;
         let (table, _) = inner.tables.get_or_insert(name, Schema::default(), false);
-        let lsn = {
-            // Under the flush lock, so no WAL truncation runs between the append and
-            // the table noting that PostgreSQL has not seen this record yet.
-            let _no_flush = inner.flush_lock.lock().await;
-            let lsn = inner.wal.append_nowait(&Entry {
-                op: Op::CreateTable,
-                table: name,
-                key: "",
-                value: json.as_bytes(),
-            })?;
-            table.set_schema(parsed, lsn);
-            lsn
-        };
+        let lsn = inner.log_schema(&table, parsed)?;
         inner.wait_durable(lsn).await?;
         if let Err(e) = inner.ensure_pg_table(&table).await {
             tracing::warn!(table = name, error = %e, "table not yet created in PostgreSQL; the next flush retries");
@@ -192,10 +179,7 @@ impl MemDb {
         }
         let put = |t: &Table| {
             t.schema().check(table, key, json)?;
-            let lsn = t.cache.write(key, record.clone(), inner.clock.now(), || {
-                inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: json })
-            })?;
-            Ok::<_, Error>((lsn, t.cache.dirty()))
+            Ok::<_, Error>((inner.log_write(t, key, &record)?, t.cache.dirty()))
         };
         let (lsn, dirty) = match inner.tables.with(table, |t| put(t)) {
             Some(written) => written?,
@@ -237,11 +221,7 @@ impl MemDb {
                 t.schema().check(table, key, json.as_bytes())?;
                 Ok(Record::put(key, &json))
             };
-            let append = |record: &Record| {
-                let bytes = record.value().unwrap_or_default().as_bytes();
-                inner.wal.append_nowait(&Entry { op: Op::Put, table, key, value: bytes }).map_err(Error::from)
-            };
-            match t.cache.update(key, inner.clock.now(), base, update, append) {
+            match inner.log_update(&t, key, base, update) {
                 Ok((lsn, record)) => {
                     inner.counters.inserts.incr();
                     inner.after_write(lsn, t.cache.dirty()).await?;
@@ -271,9 +251,7 @@ impl MemDb {
         tokio::task::coop::consume_budget().await; // see `upsert`
         self.inner.backpressure().await?;
         let inner = &self.inner;
-        let lsn = t.cache.write(key, Record::tombstone(key), inner.clock.now(), || {
-            inner.wal.append_nowait(&Entry { op: Op::Delete, table, key, value: b"" })
-        })?;
+        let lsn = inner.log_write(&t, key, &Record::tombstone(key))?;
         inner.counters.deletes.incr();
         inner.after_write(lsn, t.cache.dirty()).await
     }
@@ -463,18 +441,7 @@ impl Inner {
         validate::table_name(name)?;
         let (table, created) = self.tables.get_or_insert(name, Schema::default(), false);
         if created {
-            let schema = Schema::default().to_json().to_string();
-            let lsn = {
-                let _no_flush = self.flush_lock.lock().await; // see `MemDb::create_table`
-                let lsn = self.wal.append_nowait(&Entry {
-                    op: Op::CreateTable,
-                    table: name,
-                    key: "",
-                    value: schema.as_bytes(),
-                })?;
-                table.set_schema(Schema::default(), lsn);
-                lsn
-            };
+            let lsn = self.log_schema(&table, Schema::default())?;
             self.wait_durable(lsn).await?;
             if let Err(e) = self.ensure_pg_table(&table).await {
                 tracing::warn!(table = name, error = %e, "table not yet created in PostgreSQL; the next flush retries");

@@ -40,6 +40,7 @@ mod flush;
 #[cfg(feature = "internals")]
 mod internals;
 mod json;
+mod log;
 pub mod postgres;
 mod record;
 mod recovery;

@@ -19,8 +19,12 @@ pub(crate) struct Table {
     /// Whether PostgreSQL has this table (its DDL ran since the last schema change).
     pg_ready: AtomicBool,
     /// LSN of the create-table record PostgreSQL has not seen yet (0 when ready): the WAL
-    /// must keep it until then.
+    /// must keep it until then. While a create is logged it holds an LSN at or below the
+    /// record's, so a WAL truncation running meanwhile keeps the record too.
     pending_create: AtomicU64,
+    /// ⚑ Held to change the schema with `pending_create` and `pg_ready`, and to read them
+    /// together: the DDL sent and the create record it marks as seen always match.
+    creating: Mutex<()>,
 }
 
 impl Table {
@@ -28,19 +32,63 @@ impl Table {
         self.schema.load()
     }
 
+    fn creating(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.creating.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the schema logged at `create_lsn` (replay, or [`Table::log_schema`]).
     pub(crate) fn set_schema(&self, schema: Schema, create_lsn: Lsn) {
         self.schema.store(Arc::new(schema));
         self.pending_create.store(create_lsn, Ordering::Release);
         self.pg_ready.store(false, Ordering::Release);
     }
 
+    /// Logs a schema through `append` (which returns the create record's LSN), then sets
+    /// it. `hint` is an LSN at or below the one the record gets: it holds the WAL floor
+    /// while the record is appended, so no lock against the flusher is needed. Creates
+    /// of one table are serialised, so the later record's schema wins.
+    pub(crate) fn log_schema<E>(
+        &self,
+        schema: Schema,
+        hint: Lsn,
+        append: impl FnOnce() -> Result<Lsn, E>,
+    ) -> Result<Lsn, E> {
+        let _creating = self.creating();
+        let before = self.pending_create.load(Ordering::Acquire);
+        let floor = if before == 0 { hint } else { before.min(hint) };
+        self.pending_create.store(floor, Ordering::Release);
+        match append() {
+            Ok(lsn) => {
+                self.set_schema(schema, lsn);
+                Ok(lsn)
+            }
+            Err(e) => {
+                self.pending_create.store(before, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
     pub(crate) fn pg_ready(&self) -> bool {
         self.pg_ready.load(Ordering::Acquire)
     }
 
-    /// Records that PostgreSQL has the table as of the create record at `lsn`.
+    /// What PostgreSQL still needs: the LSN of the create record and its schema, read
+    /// together; `None` when PostgreSQL has the table.
+    pub(crate) fn pending(&self) -> Option<(Lsn, Arc<Schema>)> {
+        if self.pg_ready() {
+            return None;
+        }
+        let _creating = self.creating();
+        (!self.pg_ready()).then(|| (self.pending_create.load(Ordering::Acquire), self.schema.load_full()))
+    }
+
+    /// Records that PostgreSQL has the table as of the create record at `lsn` (from
+    /// [`Table::pending`]); a newer create since keeps it pending.
     pub(crate) fn mark_pg_ready(&self, lsn: Lsn) {
-        if self.pending_create.compare_exchange(lsn, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        let _creating = self.creating();
+        if self.pending_create.load(Ordering::Acquire) == lsn {
+            self.pending_create.store(0, Ordering::Release);
             self.pg_ready.store(true, Ordering::Release);
         }
     }
@@ -113,6 +161,7 @@ impl Tables {
             cache: Cache::new(),
             pg_ready: AtomicBool::new(pg_ready),
             pending_create: AtomicU64::new(0),
+            creating: Mutex::new(()),
         });
         let mut next = self.snapshot().clone();
         next.insert(name.into(), Arc::clone(&table));
