@@ -7,9 +7,9 @@
 //!
 //! ⚑ Cancel-safe: the batch is a guard ([`crate::cache::Batch`]) that gives its records
 //! back when the flush future is dropped at any await, and the WAL watermark is only
-//! computed while no batch is out. ⚑ A flush first syncs the WAL and takes only records
-//! at or below the durable LSN, so PostgreSQL never holds a record that a power cut can
-//! take from the WAL.
+//! computed while no batch is out. ⚑ A batch is sent only once the WAL is durable
+//! through its highest LSN (syncing if need be), so PostgreSQL never holds a record that
+//! a power cut can take from the WAL.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
@@ -27,11 +27,10 @@ impl Inner {
     pub(crate) async fn flush_all(&self, only: Option<&Arc<Table>>) -> Result<usize> {
         let _flushing = self.flush_lock.lock().await;
         let tables = only.map_or_else(|| self.tables.all(), |t| vec![Arc::clone(t)]);
-        let durable = self.sync_wal().await?;
         let mut flushed = 0;
         let mut outcome = Ok(());
         for table in &tables {
-            match self.flush_table(table, durable).await {
+            match self.flush_table(table).await {
                 Ok(n) => flushed += n,
                 Err(e) => {
                     self.counters.flush_failures.incr();
@@ -40,7 +39,8 @@ impl Inner {
                 }
             }
         }
-        if flushed > 0 {
+        // After a failure (fail-stop) the WAL is left whole: the next run replays it.
+        if flushed > 0 && self.failure.get().is_none() {
             self.counters.flushes.incr();
             self.counters.flushed_records.add(flushed as u64);
             // Records given back by a failed batch are dirty again, so the watermark
@@ -55,24 +55,28 @@ impl Inner {
         outcome.map(|()| flushed)
     }
 
-    /// Syncs the WAL; returns the LSN through which it is durable.
-    async fn sync_wal(&self) -> Result<Lsn> {
+    /// Returns once the WAL is durable through `lsn`, syncing it (off the runtime's
+    /// threads) if it is not yet: in `Periodic` mode, and for writes still in flight.
+    pub(crate) async fn durable_through(&self, lsn: Lsn) -> Result<()> {
+        if self.wal.durable_lsn() >= lsn {
+            return Ok(());
+        }
         let wal = Arc::clone(&self.wal);
-        Ok(tokio::task::spawn_blocking(move || wal.sync()).await.map_err(|_| Error::Closed)??)
+        Ok(tokio::task::spawn_blocking(move || wal.wait_durable(lsn)).await.map_err(|_| Error::Closed)??)
     }
 
-    /// Writes a table's dirty records at or below `durable`, at most as many as were
-    /// dirty when it started (so a steady stream of writes cannot keep one flush going
-    /// forever).
-    async fn flush_table(&self, table: &Table, durable: Lsn) -> Result<usize> {
+    /// Writes a table's dirty records, at most as many as were dirty when it started (so
+    /// a steady stream of writes cannot keep one flush going forever).
+    async fn flush_table(&self, table: &Table) -> Result<usize> {
         self.ensure_pg_table(table).await?;
         let mut budget = table.cache.dirty();
         let mut written = 0;
         while budget > 0 {
-            let batch = table.cache.take_dirty(self.config.flush_batch_rows.min(budget), durable);
+            let batch = table.cache.take_dirty(self.config.flush_batch_rows.min(budget));
             if batch.is_empty() {
                 break;
             }
+            self.durable_through(batch.max_lsn()).await?;
             budget = budget.saturating_sub(batch.len());
             match self.store.write_batch(&table.name, &writes(batch.records())).await {
                 Ok(superseded) => {
@@ -114,14 +118,12 @@ impl Inner {
         Ok(written)
     }
 
-    /// Creates the table in PostgreSQL if it is not there yet.
+    /// Creates the table in PostgreSQL if it is not there yet, once its create record
+    /// is durable (PostgreSQL is never ahead of the WAL, for tables either).
     pub(crate) async fn ensure_pg_table(&self, table: &Table) -> Result<()> {
-        if table.pg_ready() {
-            return Ok(());
-        }
-        let pending = table.pending_create().unwrap_or(0);
-        let schema = table.schema().to_json();
-        self.store.create_table(&table.name, &schema).await?;
+        let Some((pending, schema)) = table.pending() else { return Ok(()) };
+        self.durable_through(pending).await?;
+        self.store.create_table(&table.name, &schema.to_json()).await?;
         table.mark_pg_ready(pending);
         Ok(())
     }

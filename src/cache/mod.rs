@@ -67,6 +67,11 @@ impl<'c> Batch<'c> {
         self.records.is_empty()
     }
 
+    /// The highest LSN in the batch (0 when empty).
+    pub(crate) fn max_lsn(&self) -> Lsn {
+        self.records.iter().map(|r| r.lsn).max().unwrap_or(0)
+    }
+
     /// Takes the first record out as a batch of its own (for one-by-one retries).
     pub(crate) fn take_first(&mut self) -> Option<Batch<'c>> {
         (!self.records.is_empty()).then(|| {
@@ -292,21 +297,20 @@ impl Cache {
         }
     }
 
-    /// Takes up to `max` dirty records for the flusher, a bounded number per lock: only
-    /// records at or below `durable` (⚑ PostgreSQL never gets ahead of the WAL); newer
-    /// ones stay on their lists for a later flush.
-    pub(crate) fn take_dirty(&self, max: usize, durable: Lsn) -> Batch<'_> {
-        let mut out = Vec::new();
+    /// Takes up to `max` dirty records for the flusher, a bounded number per lock. The
+    /// batch is counted out before the first record leaves a list.
+    pub(crate) fn take_dirty(&self, max: usize) -> Batch<'_> {
+        let mut batch = Batch::new(self, Vec::new());
         for shard in self.all_shards() {
-            if out.len() >= max {
+            if batch.records.len() >= max {
                 break;
             }
             if Self::read(shard).dirty.is_empty() {
                 continue;
             }
-            Self::write_lock(shard).take_dirty(&self.hasher, max - out.len(), durable, &mut out);
+            Self::write_lock(shard).take_dirty(&self.hasher, max - batch.records.len(), &mut batch.records);
         }
-        Batch::new(self, out)
+        batch
     }
 
     /// Runs `f` on each record (and its hashed key) with its shard locked.

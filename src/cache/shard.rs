@@ -148,26 +148,15 @@ impl Shard {
         Change::default()
     }
 
-    /// Moves up to `max` dirty records at or below `durable` to `out`; newer ones stay
-    /// on the list.
-    pub(super) fn take_dirty(&mut self, hasher: &Hasher, max: usize, durable: Lsn, out: &mut Vec<Dirty>) {
-        let mut taken = 0;
-        let map = &self.map;
-        self.dirty.retain(|key| {
-            if taken >= max {
-                return true;
+    /// Moves up to `max` dirty records to `out`, off the list.
+    pub(super) fn take_dirty(&mut self, hasher: &Hasher, max: usize, out: &mut Vec<Dirty>) {
+        let n = max.min(self.dirty.len());
+        for key in self.dirty.drain(..n) {
+            let found = hasher.key(&key);
+            if let Some(slot) = self.map.find(found.hash, holds(found)) {
+                out.push(Dirty { record: slot.record.clone(), lsn: slot.lsn, key });
             }
-            let found = hasher.key(key);
-            match map.find(found.hash, holds(found)) {
-                Some(slot) if slot.lsn > durable => true,
-                Some(slot) => {
-                    taken += 1;
-                    out.push(Dirty { record: slot.record.clone(), lsn: slot.lsn, key: key.clone() });
-                    false
-                }
-                None => false,
-            }
-        });
+        }
     }
 
     /// `superseded`: PostgreSQL kept a newer row than this record, so memory must not
@@ -266,7 +255,7 @@ mod tests {
         shard.put_dirty(h.key("a"), Record::put("a", "{}"), 1, 5);
         assert_eq!(shard.evict_older_than(100), 0, "dirty slots are never evicted");
         let mut taken = Vec::new();
-        shard.take_dirty(&h, 10, Lsn::MAX, &mut taken);
+        shard.take_dirty(&h, 10, &mut taken);
         assert_eq!(taken.len(), 1);
         shard.mark_flushed(h.key("a"), &dirty("a", 1), false);
         assert!(!shard.may_hold_idle(5), "clean since tick 5: nothing idle before it");
@@ -288,7 +277,7 @@ mod tests {
             shard.put_dirty(h.key(k), Record::put(k, &format!("{{\"k\":\"{k}\"}}")), lsn, 0);
         }
         let mut taken = Vec::new();
-        shard.take_dirty(&h, usize::MAX, Lsn::MAX, &mut taken);
+        shard.take_dirty(&h, usize::MAX, &mut taken);
         assert_eq!(taken.len(), 1000);
         for r in &taken {
             // Every other record is a superseded one: it leaves memory.
