@@ -136,7 +136,7 @@ fn replay_wal(inner: &Inner) -> Result<u64> {
         let invalid = |reason: &str| Error::InvalidValue {
             table: record.table.clone(),
             key: record.key.clone(),
-            reason: reason.into(),
+            reason: format!("{reason} (WAL record at LSN {})", record.lsn),
         };
         let text = std::str::from_utf8(&record.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
         match record.op {

@@ -117,24 +117,14 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
     // Everything kept is made durable now (FORMAT.md, synced-to).
     file.sync_all().map_err(|e| Error::io("syncing", &active.name, e))?;
     // ⚑ LSNs are never handed out twice: the last run may have handed out LSNs that a
-    // power cut (or a repair) took from the newest segment. Resume in a new segment
-    // above all that segment can hold, and above `min_next_lsn`.
+    // power cut (or a repair) took from the newest segment. The next append starts a
+    // restart segment above all that segment can hold, and above `min_next_lsn` (the
+    // writer creates it then, so opening a log only to read it allocates nothing).
     let resume = restart_lsn(active.first_lsn, file.len(), opts.min_next_lsn).ok_or(Error::LsnExhausted)?;
-    let resumed = segment::create(storage, resume, opts.segment_size)?;
-    let kept_next = active.last_lsn + 1;
-    if active.last_lsn < active.first_lsn {
-        // No record in it: the new segment carries the LSN floor instead.
-        storage.remove(&active.name).map_err(|e| Error::io("removing", &active.name, e))?;
-        storage.sync_dir().map_err(|e| Error::io("syncing", "the WAL directory", e))?;
-    } else {
-        segments.push(active);
-    }
-    report.skipped = Some((kept_next, resume - 1));
-    report.first_lsn = segments.first().map_or(resume, |s| s.first_lsn);
+    report.skipped = Some((active.last_lsn + 1, resume - 1));
+    report.first_lsn = segments.first().unwrap_or(&active).first_lsn;
     report.next_lsn = resume;
-    let active =
-        Sealed { name: segment_name(resume), first_lsn: resume, last_lsn: resume - 1, used: HEADER_LEN as u64 };
-    Ok(Recovered { sealed: segments, active, active_file: resumed, report })
+    Ok(Recovered { sealed: segments, active, active_file: file, report })
 }
 
 /// Zeros the bytes of a segment from `offset` through its last non-zero byte, then syncs.

@@ -103,10 +103,10 @@ impl Durable {
 fn sync_target(target: &SyncTarget) -> Result<(), Error> {
     let from = target.synced_to.load(Ordering::Acquire);
     if target.end > from {
-        target
-            .file
-            .sync_range(from, target.end - from)
-            .map_err(|e| Error::io("syncing", "the active WAL segment", e))?;
+        target.file.sync_range(from, target.end - from).map_err(|e| {
+            let what = format!("{} bytes {from}..{} (through LSN {})", target.name, target.end, target.lsn);
+            Error::io("syncing", what, e)
+        })?;
         target.synced_to.fetch_max(target.end, Ordering::AcqRel);
     }
     Ok(())

@@ -91,8 +91,10 @@ impl Wal {
         };
         let next_lsn = rec.report.next_lsn;
         tracing::info!(report = ?rec.report, "WAL opened");
+        let resume = (next_lsn != rec.active.last_lsn + 1).then_some(next_lsn);
         let shared = Arc::new(Shared {
-            writer: Mutex::new(Writer::new(active, rec.sealed, next_lsn)),
+            writer: Mutex::new(Writer::new(active, rec.sealed, rec.active.last_lsn + 1, resume)),
+            // Recovery synced every record kept; the LSNs skipped hold none.
             durable: Durable::new(next_lsn - 1),
             written: AtomicU64::new(next_lsn - 1),
             storage,
@@ -248,7 +250,7 @@ impl Wal {
             let w = self.shared.writer();
             let bytes = w.sealed.iter().map(|s| s.used).sum::<u64>() + w.active.offset;
             let first = w.sealed.first().map_or(w.active.first_lsn, |s| s.first_lsn);
-            (w.sealed.len() + 1, bytes, first, w.next_lsn)
+            (w.sealed.len() + 1, bytes, first, w.next_lsn())
         };
         let state = self.shared.durable.state();
         WalStats { segments, bytes, first_lsn, next_lsn, durable_lsn: state.durable, syncs: state.syncs }

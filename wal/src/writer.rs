@@ -29,6 +29,8 @@ pub(crate) struct Active {
 /// What a sync needs to know about the active segment, taken under the writer lock.
 pub(crate) struct SyncTarget {
     pub file: Arc<dyn SegmentFile>,
+    /// The segment's name, for errors.
+    pub name: String,
     pub synced_to: Arc<AtomicU64>,
     pub end: u64,
     pub lsn: Lsn,
@@ -45,7 +47,11 @@ pub(crate) enum Failure {
 pub(crate) struct Writer {
     pub active: Active,
     pub sealed: Vec<Sealed>,
+    /// The LSN after the last record appended.
     pub next_lsn: Lsn,
+    /// Set by opening: the next append starts a restart segment at this LSN (see
+    /// FORMAT.md, Opening), so a log that is only read allocates nothing.
+    pub resume: Option<Lsn>,
     /// Set by `Wal::close`: no more appends.
     pub closed: bool,
     buf: Vec<u8>,
@@ -53,10 +59,15 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(active: Active, sealed: Vec<Sealed>, next_lsn: Lsn) -> Self {
+    pub(crate) fn new(active: Active, sealed: Vec<Sealed>, next_lsn: Lsn, resume: Option<Lsn>) -> Self {
         let prefaulter = Prefaulter::spawn();
         prefaulter.ahead(&active.file, active.offset);
-        Self { active, sealed, next_lsn, closed: false, buf: Vec::with_capacity(4096), prefaulter }
+        Self { active, sealed, next_lsn, resume, closed: false, buf: Vec::with_capacity(4096), prefaulter }
+    }
+
+    /// The LSN the next append gets.
+    pub(crate) fn next_lsn(&self) -> Lsn {
+        self.resume.unwrap_or(self.next_lsn)
     }
 
     /// Appends one frame and returns its LSN and the LSN made durable by a rotation, if
@@ -67,7 +78,7 @@ impl Writer {
         opts: &Options,
         entry: &Entry<'_>,
     ) -> Result<(Lsn, Option<Lsn>), Failure> {
-        let lsn = self.next_lsn;
+        let lsn = self.next_lsn();
         if lsn > MAX_LSN {
             return Err(Failure::Refused(Error::LsnExhausted));
         }
@@ -77,14 +88,15 @@ impl Writer {
             return Err(Failure::Refused(Error::RecordTooLarge { size: body, max: limit }));
         }
         let mut rotated = None;
-        if self.active.offset + self.buf.len() as u64 > self.active.file.len() {
+        if self.resume.is_some() || self.active.offset + self.buf.len() as u64 > self.active.file.len() {
             rotated = Some(self.rotate(storage, opts)?);
             body = self.encode(lsn, entry);
         }
         debug_assert!(body <= limit);
         let (file, offset) = (&self.active.file, self.active.offset);
-        file.write_at(offset, &self.buf)
-            .map_err(|e| Failure::Fatal(Error::io("appending to", &self.active.name, e)))?;
+        file.write_at(offset, &self.buf).map_err(|e| {
+            Failure::Fatal(Error::io("appending to", format!("{} at offset {offset} (LSN {lsn})", self.active.name), e))
+        })?;
         self.active.offset += self.buf.len() as u64;
         self.next_lsn += 1;
         if offset / prefault::CHUNK != self.active.offset / prefault::CHUNK {
@@ -100,32 +112,35 @@ impl Writer {
     }
 
     /// Seals the active segment (synced whole first, so sealed segments are always
-    /// complete on disk) and starts a new one at the next LSN. Returns the LSN through
-    /// which the log is now durable. A new segment that cannot be created for want of
-    /// space leaves the synced active segment in place: refused, not fatal. Any other
-    /// failure is fatal.
+    /// complete on disk) and starts a new one at the next LSN — or at the restart LSN
+    /// opening set. Returns the LSN through which the log is now durable. A new segment
+    /// that cannot be created for want of space leaves the synced active segment in
+    /// place: refused, not fatal. Any other failure is fatal.
     pub(crate) fn rotate(&mut self, storage: &dyn Storage, opts: &Options) -> Result<Lsn, Failure> {
         crate::kill_point::hit(crate::kill_point::ROTATION);
         let old = &self.active;
         let from = old.synced_to.load(Ordering::Acquire);
-        old.file
-            .sync_range(from, old.offset.saturating_sub(from))
-            .map_err(|e| Failure::Fatal(Error::io("syncing before sealing", &old.name, e)))?;
+        old.file.sync_range(from, old.offset.saturating_sub(from)).map_err(|e| {
+            let what = format!("{} bytes {from}..{} (through LSN {})", old.name, old.offset, self.next_lsn - 1);
+            Failure::Fatal(Error::io("syncing before sealing", what, e))
+        })?;
         old.synced_to.store(old.offset, Ordering::Release);
-        let file = segment::create(storage, self.next_lsn, opts.segment_size)
+        let first = self.next_lsn();
+        let file = segment::create(storage, first, opts.segment_size)
             .map_err(|e| if e.is_out_of_space() { Failure::Refused(e) } else { Failure::Fatal(e) })?;
         let new = Active {
             file,
-            name: segment_name(self.next_lsn),
-            first_lsn: self.next_lsn,
+            name: segment_name(first),
+            first_lsn: first,
             offset: HEADER_LEN as u64,
             synced_to: Arc::new(AtomicU64::new(HEADER_LEN as u64)),
         };
         let old = std::mem::replace(&mut self.active, new);
         self.prefaulter.ahead(&self.active.file, self.active.offset);
         tracing::debug!(sealed = %old.name, next = %self.active.name, "WAL segment rotated");
-        // An active segment without records has the new one's name: the new one replaced it.
-        if old.first_lsn < self.next_lsn {
+        // An active segment without records and of the new one's name was replaced by
+        // it; one before a restart segment is kept, empty, until a truncation.
+        if old.name != self.active.name {
             self.sealed.push(Sealed {
                 name: old.name,
                 first_lsn: old.first_lsn,
@@ -133,8 +148,10 @@ impl Writer {
                 used: old.offset,
             });
         }
+        self.next_lsn = first;
+        self.resume = None;
         crate::kill_point::hit(crate::kill_point::ROTATED);
-        Ok(self.next_lsn - 1)
+        Ok(first - 1)
     }
 
     /// Whether the active segment holds any record.
@@ -146,9 +163,10 @@ impl Writer {
     pub(crate) fn sync_target(&self) -> SyncTarget {
         SyncTarget {
             file: Arc::clone(&self.active.file),
+            name: self.active.name.clone(),
             synced_to: Arc::clone(&self.active.synced_to),
             end: self.active.offset,
-            lsn: self.next_lsn - 1,
+            lsn: self.next_lsn() - 1,
         }
     }
 }

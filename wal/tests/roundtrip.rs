@@ -186,3 +186,20 @@ fn oversize_records_are_refused_and_nothing_is_written() {
     assert_eq!(wal.next_lsn(), 1, "no LSN was used");
     assert_eq!(common::append_derived(&wal, 100).expect("the log goes on"), 1);
 }
+
+#[test]
+fn a_full_disk_still_reopens_and_refuses_appends_until_there_is_room() {
+    let disk = memdb_wal::storage::SimStorage::default();
+    let wal = Wal::open_with(std::sync::Arc::new(disk.clone()), opts(Durability::Sync)).expect("open");
+    let last = common::append_derived(&wal, 100).expect("append");
+    drop(wal);
+    // No room for another segment: opening allocates nothing, so it still works.
+    disk.set_faults(memdb_wal::storage::SimFaults { capacity: Some(8192), ..Default::default() });
+    let wal = Wal::open_with(std::sync::Arc::new(disk.clone()), opts(Durability::Sync)).expect("reopen on a full disk");
+    assert_eq!(common::replay_all(&wal, 0).last().map(|r| r.lsn), Some(last), "every record readable");
+    let err = common::append_derived(&wal, 10).expect_err("no room for the restart segment");
+    assert!(err.is_out_of_space(), "{err}");
+    disk.set_faults(memdb_wal::storage::SimFaults::default());
+    let lsn = common::append_derived(&wal, 10).expect("the log goes on once there is room");
+    assert!(lsn > last && lsn.is_multiple_of(memdb_wal::format::RESTART_ALIGN), "{lsn} is a restart LSN");
+}
