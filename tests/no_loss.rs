@@ -66,26 +66,29 @@ async fn a_query_dropped_at_any_await_loses_no_write() {
 /// Issue 11, loss 1 (close): `close` while writers run and the background task flushes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_under_load_loses_no_acknowledged_write() {
-    const ROUNDS: usize = 12;
-    const WRITERS: usize = 16;
+    // MEMDB_CLOSE_ROUNDS: closes under load (default 100).
+    let rounds: usize = std::env::var("MEMDB_CLOSE_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+    const WRITERS: usize = 64;
+    const KEYS: usize = 100;
     let (config, _dir, dsn) = common::config(|c| {
         c.flush_interval = Duration::from_millis(5);
         c.flush_dirty_threshold = 50;
     })
     .await;
     let mut checked = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
+        let table = format!("load_{round}");
         let db = MemDb::open(config.clone()).await.expect("open");
         let mut writers = Vec::new();
         for w in 0..WRITERS {
-            let db = db.clone();
+            let (db, table) = (db.clone(), table.clone());
             writers.push(tokio::spawn(async move {
                 // The last acknowledged value of each of this writer's keys.
                 let mut acked = std::collections::HashMap::new();
                 for i in 0.. {
-                    let key = format!("r{round}w{w}k{}", i % 300);
+                    let key = format!("w{w}k{}", i % KEYS);
                     let value = json!({"round": round, "i": i});
-                    match db.upsert("load", &key, &value).await {
+                    match db.upsert(&table, &key, &value).await {
                         Ok(()) => drop(acked.insert(key, value)),
                         Err(Error::Closed) => break,
                         Err(e) => panic!("write failed: {e}"),
@@ -105,9 +108,9 @@ async fn close_under_load_loses_no_acknowledged_write() {
         let db = MemDb::open(config.clone()).await.expect("reopen");
         db.flush(None).await.expect("flush");
         let rows: std::collections::HashMap<String, Value> =
-            common::pg_rows(&dsn, "load").await.into_iter().map(|(k, v, _)| (k, v)).collect();
+            common::pg_rows(&dsn, &table).await.into_iter().map(|(k, v, _)| (k, v)).collect();
         for (key, value) in &last {
-            let got = db.get("load", key).await.expect("get").map(|j| j.to_value());
+            let got = db.get(&table, key).await.expect("get").map(|j| j.to_value());
             assert_eq!(got.as_ref(), Some(value), "round {round}: {key} lost from the engine");
             assert_eq!(rows.get(key), Some(value), "round {round}: {key} lost from PostgreSQL");
         }
@@ -115,8 +118,40 @@ async fn close_under_load_loses_no_acknowledged_write() {
         db.close().await.expect("close");
     }
     println!(
-        "closes under load: {ROUNDS}, {WRITERS} writers each, last acknowledged values checked: {checked}, lost 0"
+        "closes under load: {rounds}, {WRITERS} writers each, last acknowledged values checked: {checked}, lost 0"
     );
+}
+
+/// A key rewritten all the time still reaches PostgreSQL, and `query` sees every write
+/// acknowledged before it (read-your-writes), whatever lands during its flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rewritten_during_flushes_is_still_read_your_writes() {
+    let (config, _dir, _dsn) = common::config(|_| {}).await;
+    let db = MemDb::open(config).await.expect("open");
+    db.insert("hot", "k", &json!({"n": 0})).await.expect("insert");
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, acked, stop) = (db.clone(), Arc::clone(&acked), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                db.upsert("hot", "k", &json!({"n": n})).await.expect("upsert");
+                acked.store(n, std::sync::atomic::Ordering::Release);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for _ in 0..200 {
+        let before = acked.load(std::sync::atomic::Ordering::Acquire);
+        let rows = db.query("hot", "", 10).await.expect("query");
+        let seen = rows.first().and_then(|r| r.data.to_value()["n"].as_u64()).expect("the row");
+        assert!(seen >= before, "query saw n={seen}, but n={before} was acknowledged before it");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.expect("writer");
+    db.close().await.expect("close");
 }
 
 /// Issue 11, loss 2: a flush that ran ahead of the WAL sync, then a power cut. Each
