@@ -2,7 +2,9 @@
 //! delete, get, get_uncached, query, flush and evict_idle — any of whose futures may be
 //! dropped after a random number of polls — with close, crash (`MemDb::crash`) and
 //! power cuts (the simulated disk drops what was not synced), each followed by a reopen,
-//! in `Sync` and `Periodic` mode, with and without `max_cached_records`.
+//! and PostgreSQL restarted under a running engine (one sequence in 50, on a private
+//! cluster of the test's own), in `Sync` and `Periodic` mode, with and without
+//! `max_cached_records`.
 //!
 //! The model keeps, per key, every value the engine may hold now (a dropped write may or
 //! may not have happened) and every value a power cut may leave (in `Periodic` mode,
@@ -70,6 +72,8 @@ struct Key {
 struct Model {
     keys: BTreeMap<String, Key>,
     sync: bool,
+    /// PostgreSQL was restarted in this sequence: calls that reach it may fail.
+    bounced: bool,
     log: Vec<String>,
     seed: u64,
 }
@@ -78,7 +82,7 @@ impl Model {
     fn new(seed: u64, sync: bool) -> Self {
         let keys =
             (0..KEYS).map(|k| (format!("s{seed:016x}-k{k}"), Key { now: vec![None], durable: vec![None] })).collect();
-        Self { keys, sync, log: Vec::new(), seed }
+        Self { keys, sync, bounced: false, log: Vec::new(), seed }
     }
 
     fn context(&self) -> String {
@@ -156,6 +160,27 @@ async fn check_everything(db: &MemDb, pg: &tokio_postgres::Client, model: &mut M
     }
 }
 
+/// A call's outcome: `None` if it was dropped, or failed because PostgreSQL was
+/// restarted under it (it then did not happen, or did without being acknowledged).
+fn settled<T>(done: Option<memdb::Result<T>>, model: &Model, what: &str) -> Option<T> {
+    match done? {
+        Ok(value) => Some(value),
+        Err(memdb::Error::Postgres(_)) if model.bounced => None,
+        Err(e) => panic!("{what}: {e}\n{}", model.context()),
+    }
+}
+
+/// Flushes until PostgreSQL takes it (it may be coming back from a restart).
+async fn flush_until_done(db: &MemDb, model: &Model) {
+    for _ in 0..100 {
+        if settled(Some(db.flush(None).await), model, "flush").is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("PostgreSQL did not come back\n{}", model.context());
+}
+
 /// Runs `fut` to the end, or (sometimes) drops it after a random number of polls.
 async fn maybe_dropped<F: std::future::Future>(rng: &mut Rng, fut: F) -> Option<F::Output> {
     if rng.chance(25) {
@@ -174,6 +199,7 @@ struct Tally {
     closes: usize,
     crashes: usize,
     power_cuts: usize,
+    pg_restarts: usize,
     checks: usize,
 }
 
@@ -183,7 +209,26 @@ async fn open(config: &Config, disk: &SimStorage, model: &Model) -> MemDb {
         .unwrap_or_else(|e| panic!("reopen failed: {e}\n{}", model.context()))
 }
 
-async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tally: &mut Tally) {
+/// PostgreSQL as the sequences see it: a client for the checks and, on a private
+/// cluster of the test's own, the means to restart the server.
+struct Pg {
+    dsn: String,
+    client: tokio_postgres::Client,
+    cluster: Option<Arc<memdb::postgres::PrivateCluster>>,
+}
+
+impl Pg {
+    /// Restarts the server the way a crash would (no-op on `PG_DSN`); returns whether
+    /// it did.
+    async fn restart(&mut self) -> bool {
+        let Some(cluster) = self.cluster.clone() else { return false };
+        tokio::task::spawn_blocking(move || cluster.restart()).await.expect("task").expect("restart PostgreSQL");
+        self.client = common::pg(&self.dsn).await;
+        true
+    }
+}
+
+async fn run_sequence(seed: u64, base: &Config, pg: &mut Pg, restart_pg_at: Option<usize>, tally: &mut Tally) {
     let mut rng = Rng(seed);
     let sync = rng.chance(50);
     let mut config = base.clone();
@@ -193,7 +238,12 @@ async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tal
     let mut disk = SimStorage::new(SimFaults::default());
     let mut db = open(&config, &disk, &model).await;
     let mut counter = 0u64;
-    for _ in 0..OPS {
+    for op in 0..OPS {
+        if restart_pg_at == Some(op) && pg.restart().await {
+            model.log.push("postgres restart".into());
+            model.bounced = true;
+            tally.pg_restarts += 1;
+        }
         tally.ops += 1;
         let key = model.keys.keys().nth(rng.below(KEYS as u64) as usize).cloned().expect("a key");
         counter += 1;
@@ -202,11 +252,8 @@ async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tal
                 let value = json!({"n": counter, "pad": "x".repeat(rng.below(300) as usize)});
                 model.log.push(format!("upsert {key} n={counter}"));
                 let done = maybe_dropped(&mut rng, db.upsert(TABLE, &key, &value)).await;
-                let acked = done.is_some();
+                let acked = settled(done, &model, "upsert").is_some();
                 tally.dropped += usize::from(!acked);
-                if let Some(result) = done {
-                    result.unwrap_or_else(|e| panic!("upsert: {e}\n{}", model.context()));
-                }
                 model.write(&key, Some(value), acked);
             }
             30..=39 => {
@@ -214,10 +261,11 @@ async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tal
                 model.log.push(format!("patch {key} p={counter}"));
                 let bases = model.keys[&key].now.clone();
                 let done = maybe_dropped(&mut rng, db.patch(TABLE, &key, &patch)).await;
+                let done = settled(done, &model, "patch");
                 tally.dropped += usize::from(done.is_none());
                 match done {
-                    Some(result) => {
-                        let value = result.unwrap_or_else(|e| panic!("patch: {e}\n{}", model.context())).to_value();
+                    Some(value) => {
+                        let value = value.to_value();
                         let possible: Vec<Value> = bases.iter().map(|b| patched(b.as_ref(), &patch)).collect();
                         assert!(
                             possible.contains(&value),
@@ -236,24 +284,21 @@ async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tal
             40..=49 => {
                 model.log.push(format!("delete {key}"));
                 let done = maybe_dropped(&mut rng, db.delete(TABLE, &key)).await;
-                let acked = done.is_some();
+                let acked = settled(done, &model, "delete").is_some();
                 tally.dropped += usize::from(!acked);
-                if let Some(result) = done {
-                    result.unwrap_or_else(|e| panic!("delete: {e}\n{}", model.context()));
-                }
                 model.write(&key, None, acked);
             }
             50..=59 => {
                 model.log.push(format!("get {key}"));
-                if let Some(result) = maybe_dropped(&mut rng, db.get(TABLE, &key)).await {
-                    let got = result.unwrap_or_else(|e| panic!("get: {e}\n{}", model.context())).map(|j| j.to_value());
-                    model.observe(&key, got, "get");
+                let done = maybe_dropped(&mut rng, db.get(TABLE, &key)).await;
+                if let Some(got) = settled(done, &model, "get") {
+                    model.observe(&key, got.map(|j| j.to_value()), "get");
                 }
             }
             60..=64 => {
                 model.log.push(format!("get_uncached {key}"));
-                if let Some(result) = maybe_dropped(&mut rng, db.get_uncached(TABLE, &key)).await {
-                    let got = result.unwrap_or_else(|e| panic!("get_uncached: {e}\n{}", model.context()));
+                let done = maybe_dropped(&mut rng, db.get_uncached(TABLE, &key)).await;
+                if let Some(got) = settled(done, &model, "get_uncached") {
                     model.observe(&key, got.map(|j| j.to_value()), "get_uncached");
                 }
             }
@@ -262,8 +307,8 @@ async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tal
                 let prefix = format!("s{seed:016x}-%");
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&prefix];
                 let query = db.query_params(TABLE, "key LIKE $1", &params, 100);
-                if let Some(result) = maybe_dropped(&mut rng, query).await {
-                    let rows = result.unwrap_or_else(|e| panic!("query: {e}\n{}", model.context()));
+                let done = maybe_dropped(&mut rng, query).await;
+                if let Some(rows) = settled(done, &model, "query") {
                     let found: BTreeMap<String, Value> = rows.into_iter().map(|r| (r.key, r.data.to_value())).collect();
                     let keys: Vec<String> = model.keys.keys().cloned().collect();
                     for k in keys {
@@ -274,10 +319,10 @@ async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tal
             }
             72..=81 => {
                 model.log.push("flush".into());
-                if let Some(result) = maybe_dropped(&mut rng, db.flush(None)).await {
-                    result.unwrap_or_else(|e| panic!("flush: {e}\n{}", model.context()));
+                let done = maybe_dropped(&mut rng, db.flush(None)).await;
+                if settled(done, &model, "flush").is_some() {
                     model.all_durable();
-                    check_everything(&db, pg, &mut model, "after a flush").await;
+                    check_everything(&db, &pg.client, &mut model, "after a flush").await;
                     tally.checks += 1;
                 }
             }
@@ -294,7 +339,8 @@ async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tal
                 model.log.push(kind.into());
                 match kind {
                     "close" => {
-                        db.close().await.unwrap_or_else(|e| panic!("close: {e}\n{}", model.context()));
+                        // A close whose flush PostgreSQL refused still syncs the WAL.
+                        let _ = settled(Some(db.close().await), &model, "close");
                         model.all_durable();
                         tally.closes += 1;
                     }
@@ -311,13 +357,14 @@ async fn run_sequence(seed: u64, base: &Config, pg: &tokio_postgres::Client, tal
                 }
                 model.restarted(kind == "power cut");
                 db = open(&config, &disk, &model).await;
-                db.flush(None).await.unwrap_or_else(|e| panic!("flush after reopen: {e}\n{}", model.context()));
+                flush_until_done(&db, &model).await;
                 model.all_durable();
-                check_everything(&db, pg, &mut model, &format!("after a {kind} and a reopen")).await;
+                check_everything(&db, &pg.client, &mut model, &format!("after a {kind} and a reopen")).await;
                 tally.checks += 1;
             }
         }
     }
+    flush_until_done(&db, &model).await;
     db.close().await.unwrap_or_else(|e| panic!("close: {e}\n{}", model.context()));
 }
 
@@ -339,28 +386,51 @@ async fn the_engine_keeps_every_acknowledged_write_under_random_cancels_closes_c
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
     println!("model: {sequences} sequences, MEMDB_SEED={seed}");
-    let (mut config, _dir, dsn) = common::config(|c| {
-        c.wal_segment_bytes = 64 << 10;
-        c.idle_ttl = Duration::from_millis(1);
-    })
-    .await;
+    // A private cluster of its own, so the server can be restarted under the engine;
+    // with PG_DSN set, that server, and no restarts.
+    let (dsn, cluster) = match std::env::var("PG_DSN").ok().filter(|d| !d.trim().is_empty()) {
+        Some(dsn) => (dsn, None),
+        None => {
+            let cluster = tokio::task::spawn_blocking(memdb::postgres::PrivateCluster::start)
+                .await
+                .expect("task")
+                .expect("a private PostgreSQL");
+            let dsn = cluster.create_database("memdb_model").await.expect("database");
+            // The harness runs with synchronous_commit off, which a crash punishes by
+            // losing the last commits: memdb relies on a commit being a commit.
+            common::pg(&cluster.dsn())
+                .await
+                .batch_execute("ALTER DATABASE memdb_model SET synchronous_commit = on")
+                .await
+                .expect("alter");
+            (dsn, Some(Arc::new(cluster)))
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(dsn.clone(), dir.path().join("wal"));
+    config.flush_interval = Duration::from_secs(3600);
+    config.wal_segment_bytes = 64 << 10;
+    config.idle_ttl = Duration::from_millis(1);
     config.pg_timeout = Duration::from_secs(10);
-    let pg = common::pg(&dsn).await;
+    let mut pg = Pg { client: common::pg(&dsn).await, dsn, cluster };
     let mut tally = Tally::default();
     let started = std::time::Instant::now();
     for i in 0..sequences {
         let sequence_seed = Rng(seed ^ i).next();
-        run_sequence(sequence_seed, &config, &pg, &mut tally).await;
+        // PostgreSQL restarts mid-sequence in one sequence of every 50.
+        let restart_pg_at = (i % 50 == 25).then_some(OPS / 2);
+        run_sequence(sequence_seed, &config, &mut pg, restart_pg_at, &mut tally).await;
     }
-    println!(
+    common::report(&format!(
         "model: {sequences} sequences (MEMDB_SEED={seed}) in {:.1} s: {} operations, {} futures dropped, {} closes, \
-         {} crashes, {} power cuts, {} full checks of memory and PostgreSQL, lost 0",
+         {} crashes, {} power cuts, {} PostgreSQL restarts, {} full checks of memory and PostgreSQL, lost 0",
         started.elapsed().as_secs_f64(),
         tally.ops,
         tally.dropped,
         tally.closes,
         tally.crashes,
         tally.power_cuts,
+        tally.pg_restarts,
         tally.checks,
-    );
+    ));
 }

@@ -117,9 +117,9 @@ async fn close_under_load_loses_no_acknowledged_write() {
         checked += last.len();
         db.close().await.expect("close");
     }
-    println!(
+    common::report(&format!(
         "closes under load: {rounds}, {WRITERS} writers each, last acknowledged values checked: {checked}, lost 0"
-    );
+    ));
 }
 
 /// A key rewritten all the time still reaches PostgreSQL, and `query` sees every write
