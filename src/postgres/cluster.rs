@@ -208,6 +208,10 @@ impl PrivateCluster {
     /// [`ClusterError::InvalidDatabaseName`] unless `name` is 1 to 63 characters of
     /// `[a-z0-9_]` starting with a letter or underscore; [`ClusterError::Postgres`] if the
     /// connection fails or the database exists; [`ClusterError::Timeout`] after 30 s.
+    ///
+    /// # Cancel safety
+    /// Dropped before it returns, the database may or may not exist; calling again with
+    /// the same name then fails with [`ClusterError::Postgres`]: pick another name.
     pub async fn create_database(&self, name: &str) -> Result<String, ClusterError> {
         if !is_plain_identifier(name) {
             return Err(ClusterError::InvalidDatabaseName { name: name.to_owned() });
@@ -361,6 +365,9 @@ extern "C" fn stop_shared_at_exit() {
 ///
 /// [`ClusterError::PgDsnNotUnicode`] if `PG_DSN` is not UTF-8; otherwise as
 /// [`test_dsn_from`].
+///
+/// # Cancel safety
+/// As [`test_dsn_from`].
 pub async fn test_dsn() -> Result<String, ClusterError> {
     let pg_dsn = match std::env::var("PG_DSN") {
         Ok(dsn) => Some(dsn),
@@ -377,6 +384,11 @@ pub async fn test_dsn() -> Result<String, ClusterError> {
 ///
 /// As [`PrivateCluster::shared`] and [`PrivateCluster::create_database`];
 /// [`ClusterError::RuntimeShutDown`] if the runtime stops while the cluster starts.
+///
+/// # Cancel safety
+/// Cancel-safe: dropped while the shared cluster starts, the start goes on in the
+/// background and the next call finds it; a database it was creating may be left behind
+/// (every call uses a new name).
 pub async fn test_dsn_from(pg_dsn: Option<String>) -> Result<String, ClusterError> {
     static NEXT_DATABASE: AtomicU64 = AtomicU64::new(0);
     if let Some(dsn) = pg_dsn.filter(|dsn| !dsn.trim().is_empty()) {
