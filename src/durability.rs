@@ -63,7 +63,9 @@ fn run(wal: &Wal, wanted: &(Mutex<Wanted>, Condvar), tx: &watch::Sender<Publishe
     loop {
         {
             let mut w = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            while !w.stop && w.lsn <= wal.durable_lsn() {
+            // ⚑ Others make the log durable too (a flush, a rotation): publish that
+            // before deciding a writer needs no sync, or the writer waits for ever.
+            while !w.stop && w.lsn <= publish(tx, wal.durable_lsn()) {
                 w = cond.wait(w).unwrap_or_else(PoisonError::into_inner);
             }
             if w.stop {
@@ -73,7 +75,7 @@ fn run(wal: &Wal, wanted: &(Mutex<Wanted>, Condvar), tx: &watch::Sender<Publishe
         // Everything written so far, not just what was asked: the group in this commit.
         match wal.sync() {
             Ok(lsn) => {
-                drop(tx.send_replace(Ok(lsn)));
+                publish(tx, lsn.max(wal.durable_lsn()));
             }
             Err(e) => {
                 drop(tx.send_replace(Err(e.to_string())));
@@ -81,6 +83,18 @@ fn run(wal: &Wal, wanted: &(Mutex<Wanted>, Condvar), tx: &watch::Sender<Publishe
             }
         }
     }
+}
+
+/// Publishes `durable` if it is above what was published; returns it.
+fn publish(tx: &watch::Sender<Published>, durable: Lsn) -> Lsn {
+    tx.send_if_modified(|published| match published {
+        Ok(current) if *current < durable => {
+            *current = durable;
+            true
+        }
+        _ => false,
+    });
+    durable
 }
 
 impl Drop for Syncer {

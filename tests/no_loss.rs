@@ -124,9 +124,10 @@ async fn close_under_load_loses_no_acknowledged_write() {
 
 /// A key rewritten all the time still reaches PostgreSQL, and `query` sees every write
 /// acknowledged before it (read-your-writes), whatever lands during its flush.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_rewritten_during_flushes_is_still_read_your_writes() {
-    let (config, _dir, _dsn) = common::config(|_| {}).await;
+/// In `Sync` mode the flushes' own syncs race the group commit's: a writer must never
+/// be left waiting for a durability that others already reached.
+async fn hot_key_during_flushes(durability: Durability) {
+    let (config, _dir, _dsn) = common::config(|c| c.durability = durability).await;
     let db = MemDb::open(config).await.expect("open");
     db.insert("hot", "k", &json!({"n": 0})).await.expect("insert");
     let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -137,7 +138,9 @@ async fn a_key_rewritten_during_flushes_is_still_read_your_writes() {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;
-                db.upsert("hot", "k", &json!({"n": n})).await.expect("upsert");
+                let value = json!({"n": n});
+                let done = tokio::time::timeout(Duration::from_secs(20), db.upsert("hot", "k", &value)).await;
+                done.expect("a write never returned").expect("upsert");
                 acked.store(n, std::sync::atomic::Ordering::Release);
                 tokio::task::yield_now().await;
             }
@@ -152,6 +155,16 @@ async fn a_key_rewritten_during_flushes_is_still_read_your_writes() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.await.expect("writer");
     db.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rewritten_during_flushes_is_still_read_your_writes() {
+    hot_key_during_flushes(Durability::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_write_racing_flushes_always_returns() {
+    hot_key_during_flushes(Durability::Sync).await;
 }
 
 /// Issue 11, loss 2: a flush that ran ahead of the WAL sync, then a power cut. Each
