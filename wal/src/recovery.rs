@@ -61,6 +61,7 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
     report.segments = names.len();
 
     let mut segments: Vec<Sealed> = Vec::with_capacity(names.len());
+    let mut resume_floor = opts.min_next_lsn;
     let mut cut: Option<(usize, u64, Vec<u8>)> = None; // (index, offset, bytes) to zero from offset
     for (i, (name_lsn, name)) in names.iter().enumerate() {
         let newest = i + 1 == names.len();
@@ -90,6 +91,11 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
             }
             tracing::error!(%corruption, "WAL repair: cutting the log at the corruption");
             let deleted = names.iter().skip(i + 1).map(|(_, n)| n.clone()).collect::<Vec<_>>();
+            // The records cut may have been handed out too: resume above the newest.
+            if let Some((first, name)) = names.last() {
+                let len = storage.open(name).map_err(|e| Error::io("opening", name, e))?.len();
+                resume_floor = resume_floor.max(restart_lsn(*first, len, 1).ok_or(Error::LsnExhausted)?);
+            }
             for n in &deleted {
                 storage.remove(n).map_err(|e| Error::io("removing", n, e))?;
             }
@@ -120,7 +126,7 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
     // power cut (or a repair) took from the newest segment. The next append starts a
     // restart segment above all that segment can hold, and above `min_next_lsn` (the
     // writer creates it then, so opening a log only to read it allocates nothing).
-    let resume = restart_lsn(active.first_lsn, file.len(), opts.min_next_lsn).ok_or(Error::LsnExhausted)?;
+    let resume = restart_lsn(active.first_lsn, file.len(), resume_floor).ok_or(Error::LsnExhausted)?;
     report.skipped = Some((active.last_lsn + 1, resume - 1));
     report.first_lsn = segments.first().unwrap_or(&active).first_lsn;
     report.next_lsn = resume;

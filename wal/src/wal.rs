@@ -22,6 +22,9 @@ use crate::writer::{Active, Failure, Writer};
 /// releases the directory at once, even while other threads still hold the `Wal`.
 pub struct Wal {
     shared: Arc<Shared>,
+    /// Held across a truncation, and by `close` before it releases the directory: a
+    /// truncation still running (its caller gone) never touches a released directory.
+    truncating: Mutex<()>,
     background: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     report: RecoveryReport,
 }
@@ -104,7 +107,7 @@ impl Wal {
             Durability::Periodic(interval) => Some(spawn_periodic_sync(&shared, interval)?),
             Durability::Sync => None,
         };
-        Ok(Self { shared, background: Mutex::new(background), report: rec.report })
+        Ok(Self { shared, truncating: Mutex::new(()), background: Mutex::new(background), report: rec.report })
     }
 
     /// Appends a record and returns its LSN once it is as durable as the log's
@@ -183,6 +186,7 @@ impl Wal {
     /// replayed harmlessly).
     pub fn truncate_through(&self, lsn: Lsn) -> Result<usize, Error> {
         let shared = &self.shared;
+        let _truncating = self.truncating.lock().unwrap_or_else(PoisonError::into_inner);
         shared.durable.check()?;
         if shared.writer().closed {
             return Err(Error::Closed);
@@ -263,6 +267,7 @@ impl Wal {
     /// # Errors
     /// As [`Wal::sync`].
     pub fn close(&self) -> Result<(), Error> {
+        let _no_truncation = self.truncating.lock().unwrap_or_else(PoisonError::into_inner);
         self.stop_background();
         let synced = if self.shared.durable.check().is_ok() { self.sync().map(drop) } else { Ok(()) };
         let mut writer = self.shared.writer();

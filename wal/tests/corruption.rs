@@ -194,9 +194,12 @@ fn damage_in_a_sealed_segment_is_refused_even_at_its_end() {
     let Err(Error::Corrupt(c)) = open(&disk, RecoveryMode::Strict) else { panic!("must refuse") };
     assert_eq!(&c.segment, first);
     assert!(matches!(c.problem, Problem::SealedSegment(_)), "{c}");
+    let newest_before = names.last().and_then(|n| memdb_wal::format::parse_segment_name(n)).expect("a segment");
     let wal = open(&disk, RecoveryMode::TruncateAtCorruption).expect("repair");
     let (_, deleted) = wal.recovery_report().repaired.clone().expect("repaired");
     assert_eq!(deleted.len(), 2, "the segments after the cut are deleted: {deleted:?}");
+    // The records of the deleted segments had LSNs too: none is handed out again.
+    assert!(wal.next_lsn() > newest_before, "{} reuses the deleted segments' LSNs", wal.next_lsn());
 }
 
 #[test]
