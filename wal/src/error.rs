@@ -60,6 +60,14 @@ pub enum Error {
     /// The log was closed.
     #[error("the WAL is closed")]
     Closed,
+    /// The meta file beside the segments is damaged (see FORMAT.md, "Meta file").
+    #[error(
+        "the WAL meta file is damaged: {problem}; restore it from a backup, or remove it to rebuild it from PostgreSQL"
+    )]
+    BadMeta {
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// Options that cannot work.
     #[error("invalid WAL options: {0}")]
     InvalidOptions(String),

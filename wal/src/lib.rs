@@ -37,6 +37,7 @@ pub mod inspect;
 #[cfg(feature = "internals")]
 pub mod internals;
 pub mod kill_point;
+pub mod meta;
 mod options;
 pub mod parse;
 mod prefault;

@@ -229,6 +229,56 @@ impl Wal {
         Ok(doomed.len())
     }
 
+    /// Replaces the meta file (see [`crate::meta`]) with `payload`, crash-safely: when
+    /// this returns, a crash or power cut leaves `payload` there.
+    ///
+    /// # Errors
+    /// I/O errors (the old meta file is then still whole), [`Error::RecordTooLarge`]
+    /// past [`crate::meta::MAX_META`], and [`Error::Closed`].
+    pub fn write_meta(&self, payload: &[u8]) -> Result<(), Error> {
+        // Held as a truncation is: `close` waits for it before releasing the directory.
+        let _writing = self.truncating.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.shared.writer().closed {
+            return Err(Error::Closed);
+        }
+        crate::meta::write(self.shared.storage.as_ref(), payload)
+    }
+
+    /// The meta file's payload, `None` when none was ever written.
+    ///
+    /// # Errors
+    /// I/O errors, and [`Error::BadMeta`] when it is damaged.
+    pub fn read_meta(&self) -> Result<Option<Vec<u8>>, Error> {
+        crate::meta::read(self.shared.storage.as_ref())
+    }
+
+    /// Makes every later append get an LSN of at least `min_next`: the next append starts
+    /// a restart segment there (rounded up to [`crate::format::RESTART_ALIGN`]) unless the
+    /// log is past it already. For a caller that learns, after opening, of LSNs handed out
+    /// elsewhere (memdb: PostgreSQL holds rows above a WAL restored from an old copy).
+    /// Allocates nothing until the next append.
+    ///
+    /// # Errors
+    /// [`Error::LsnExhausted`] when `min_next` is past [`crate::format::MAX_LSN`].
+    pub fn advance_to(&self, min_next: Lsn) -> Result<(), Error> {
+        let mut writer = self.shared.writer();
+        if writer.next_lsn() < min_next {
+            let restart = min_next
+                .checked_next_multiple_of(crate::format::RESTART_ALIGN)
+                .filter(|&lsn| lsn <= crate::format::MAX_LSN)
+                .ok_or(Error::LsnExhausted)?;
+            tracing::warn!(
+                from = writer.next_lsn(),
+                to = restart,
+                "WAL advanced: LSNs up to here were handed out elsewhere"
+            );
+            writer.resume = Some(restart);
+            // As on opening: the LSNs skipped hold no record, and `next_lsn` says so.
+            self.shared.written.store(restart - 1, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// What recovery found when the log was opened.
     #[must_use]
     pub fn recovery_report(&self) -> &RecoveryReport {

@@ -162,6 +162,41 @@ fn min_next_lsn_moves_an_existing_log_forward() {
 }
 
 #[test]
+fn advance_to_moves_an_open_log_forward_and_the_jump_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), opts(Durability::Sync)).expect("open");
+    let before = common::append_derived(&wal, 10).expect("append");
+    let floor = 3 * memdb_wal::format::RESTART_ALIGN + 7;
+    wal.advance_to(floor).expect("advance");
+    wal.advance_to(floor - 5).expect("an advance to below the log changes nothing");
+    let after = common::append_derived(&wal, 10).expect("append");
+    assert!(after >= floor, "{after} below the floor {floor}");
+    wal.advance_to(2).expect("advance below");
+    assert_eq!(common::append_derived(&wal, 10).expect("append"), after + 1, "no jump when already past");
+    drop(wal);
+    let wal = Wal::open(dir.path(), opts(Durability::Sync)).expect("the jump is a valid chain");
+    let lsns: Vec<Lsn> = common::replay_all(&wal, 0).iter().map(|r| r.lsn).collect();
+    assert_eq!(lsns, vec![before, after, after + 1]);
+    assert!(common::append_derived(&wal, 10).expect("append") > after + 1);
+}
+
+#[test]
+fn the_meta_file_survives_truncation_and_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), opts(Durability::Sync)).expect("open");
+    assert_eq!(wal.read_meta().expect("read"), None);
+    wal.write_meta(b"catalogue v1").expect("write");
+    let last = common::append_derived(&wal, 10).expect("append");
+    wal.truncate_through(last).expect("truncate");
+    wal.write_meta(b"catalogue v2").expect("write");
+    drop(wal);
+    let wal = Wal::open(dir.path(), opts(Durability::Sync)).expect("reopen: the meta file is no stranger");
+    assert_eq!(wal.read_meta().expect("read").as_deref(), Some(&b"catalogue v2"[..]));
+    wal.close().expect("close");
+    assert!(matches!(wal.write_meta(b"late"), Err(memdb_wal::Error::Closed)), "nothing written after close");
+}
+
+#[test]
 fn min_next_lsn_sets_the_first_lsn_of_an_empty_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wal = Wal::open(dir.path(), Options { min_next_lsn: 1000, ..opts(Durability::Sync) }).expect("open");
