@@ -1,5 +1,7 @@
 //! The background task: flush on the interval or past a threshold (with backoff while
-//! PostgreSQL fails), evict idle and over-capacity records, watch the write budget.
+//! PostgreSQL fails), probe PostgreSQL while it is known to be down (and drain the
+//! backlog as soon as a probe gets through), evict idle and over-capacity records,
+//! watch the write budget.
 //!
 //! ⚑ It is stopped, never cut short: `close` sets `closed`, wakes it, and waits for it
 //! to finish the flush it is in (bounded; past the bound it is aborted, which the
@@ -98,10 +100,16 @@ async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
             .over_budget
             .store(dirty > config.max_dirty_records || wal_bytes > config.max_wal_bytes, Ordering::Relaxed);
         let pressing = dirty >= config.flush_dirty_threshold || wal_bytes >= config.flush_wal_bytes_threshold;
+        // While PostgreSQL is known to be down no flush is tried (it would fail at once);
+        // a probe that gets through makes the next flush due now.
+        let back = inner.pg.probe_due() && inner.pg.probe().await.is_ok();
+        if back {
+            backoff = Duration::ZERO;
+        }
         let waited = last_flush.elapsed();
-        let due = waited >= config.flush_interval.max(backoff) || (pressing && waited >= backoff);
+        let due = back || waited >= config.flush_interval.max(backoff) || (pressing && waited >= backoff);
         let pending_tables = inner.tables.all().iter().any(|t| !t.pg_ready());
-        if due && (dirty > 0 || pending_tables) {
+        if due && inner.pg.is_up() && (dirty > 0 || pending_tables) {
             match inner.flush_all(None).await {
                 Ok(_) => backoff = Duration::ZERO,
                 Err(e) => {

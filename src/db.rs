@@ -19,7 +19,8 @@ use crate::json::{Json, Row, merge_patch};
 use crate::record::Record;
 use crate::schema::Schema;
 use crate::stats::{Counters, Stats};
-use crate::store::Store;
+use crate::drain::Drain;
+use crate::pg::Pg;
 use crate::tables::{Table, Tables};
 use crate::validate;
 
@@ -37,10 +38,16 @@ pub struct MemDb {
 pub(crate) struct Inner {
     pub config: Config,
     pub wal: Arc<Wal>,
-    pub store: Store,
+    /// ⚑ PostgreSQL, only through [`Inner::pg`] (after the first connection's work).
+    pub pg: Pg,
+    /// The first LSN this run hands out: records below it were replayed.
+    pub run_start: Lsn,
     pub tables: Tables,
     pub clock: Clock,
     pub counters: Counters,
+    pub drain: Drain,
+    /// The catalogue as last saved in the WAL directory (see [`crate::catalogue`]).
+    pub catalogue_saved: Mutex<Vec<u8>>,
     pub syncer: Option<Syncer>,
     /// One flush at a time (the WAL watermark depends on it).
     pub flush_lock: tokio::sync::Mutex<()>,
@@ -310,7 +317,7 @@ impl MemDb {
         }
         validate::key(key)?;
         self.inner.ensure_pg_table(&t).await?;
-        Ok(self.inner.store.get(table, key).await?.map(|(json, _)| Json::put(key, &json)))
+        Ok(self.inner.pg().await?.get(table, key).await?.map(|(json, _)| Json::put(key, &json)))
     }
 
     /// Reads a record and deserialises it into `T`.
@@ -374,7 +381,7 @@ impl MemDb {
             self.inner.flush_all(Some(&t)).await?;
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.inner.store.query(table, where_sql, params, limit).await?;
+        let rows = self.inner.pg().await?.query(table, where_sql, params, limit).await?;
         Ok(rows.into_iter().map(|(key, data)| Row { data: Json::put(&key, &data), key }).collect())
     }
 
@@ -476,7 +483,7 @@ impl Inner {
         self.counters.cache_misses.incr();
         validate::key(key)?;
         self.ensure_pg_table(t).await?;
-        let Some((json, lsn)) = self.store.get(&t.name, key).await? else { return Ok(None) };
+        let Some((json, lsn)) = self.pg().await?.get(&t.name, key).await? else { return Ok(None) };
         let record = Record::put(key, &json);
         t.cache.load(key, record.clone(), lsn, epoch, self.clock.now());
         Ok(Some(Json::new(record)))
@@ -489,7 +496,7 @@ impl Inner {
         let Lookup::Miss { epoch } = t.cache.get(key, self.clock.now()) else { return Ok(None) };
         self.counters.cache_misses.incr();
         self.ensure_pg_table(t).await?;
-        let row = self.store.get(&t.name, key).await?;
+        let row = self.pg().await?.get(&t.name, key).await?;
         Ok(Some((row.map(|(json, _)| Record::put(key, &json)), epoch)))
     }
 
@@ -548,7 +555,9 @@ impl Inner {
             wal_bytes: wal.bytes,
             wal_segments: wal.segments,
             oldest_unflushed: oldest,
-            postgres_up: self.store.is_up(),
+            postgres_up: self.pg.is_up(),
+            replayed_records: self.drain.replayed,
+            replay_backlog: self.drain.left(),
             failure: self.failure.get().cloned(),
         }
     }

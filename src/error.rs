@@ -81,7 +81,20 @@ pub enum Error {
     Wal(#[from] memdb_wal::Error),
     /// PostgreSQL failed or did not answer in time.
     #[error("PostgreSQL: {0}")]
-    Postgres(#[from] crate::store::StoreError),
+    Postgres(crate::store::StoreError),
+    /// PostgreSQL is known to be down, so a call that needs it (a read that misses
+    /// memory, `get_uncached`, `query`, `flush`) fails at once instead of waiting out a
+    /// timeout. Writes go on into the WAL and memory; what memory holds reads as usual;
+    /// the backlog drains once a background probe gets through.
+    #[error("PostgreSQL is unavailable (down for {down_for:?}: {cause}); {what} needs it. Writes go on into the WAL")]
+    Unavailable {
+        /// What needed PostgreSQL.
+        what: &'static str,
+        /// How long it has been known to be down.
+        down_for: std::time::Duration,
+        /// The last failure seen.
+        cause: String,
+    },
     /// Too many unflushed records or WAL bytes (PostgreSQL is down or slow) for too long.
     #[error(
         "backpressure: {dirty} unflushed records and {wal_bytes} WAL bytes are over the configured limits and \
@@ -121,6 +134,15 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Down { what, down_for, cause } => Self::Unavailable { what, down_for, cause },
+            e => Self::Postgres(e),
+        }
+    }
 }
 
 /// `Result` with the engine's [`Error`].

@@ -78,9 +78,10 @@ impl Inner {
             }
             self.durable_through(batch.max_lsn()).await?;
             budget = budget.saturating_sub(batch.len());
-            match self.store.write_batch(&table.name, &writes(batch.records())).await {
+            match self.pg().await?.write_batch(&table.name, &writes(batch.records())).await {
                 Ok(superseded) => {
                     written += batch.len();
+                    self.drain.flushed(batch.records());
                     batch.flushed(&superseded);
                 }
                 Err(e) if e.is_rejection() => {
@@ -99,8 +100,9 @@ impl Inner {
     async fn write_one_by_one(&self, table: &Table, mut batch: Batch<'_>) -> Result<usize> {
         let mut written = 0;
         while let Some(one) = batch.take_first() {
-            match self.store.write_batch(&table.name, &writes(one.records())).await {
+            match self.pg().await?.write_batch(&table.name, &writes(one.records())).await {
                 Ok(superseded) => {
+                    self.drain.flushed(one.records());
                     one.flushed(&superseded);
                     written += 1;
                 }
@@ -123,7 +125,7 @@ impl Inner {
     pub(crate) async fn ensure_pg_table(&self, table: &Table) -> Result<()> {
         let Some((pending, schema)) = table.pending() else { return Ok(()) };
         self.durable_through(pending).await?;
-        self.store.create_table(&table.name, &schema.to_json()).await?;
+        self.pg().await?.create_table(&table.name, &schema.to_json()).await?;
         table.mark_pg_ready(pending);
         Ok(())
     }
@@ -145,9 +147,21 @@ impl Inner {
                 }
             }
         }
+        self.drain.check(floor);
+        // ⚑ The catalogue is saved before the segments holding create records go.
+        let catalogue = self.catalogue_if_changed();
         let wal = Arc::clone(&self.wal);
-        let removed =
-            tokio::task::spawn_blocking(move || wal.truncate_through(floor - 1)).await.map_err(|_| Error::Closed)??;
+        let (saved, removed) = tokio::task::spawn_blocking(move || {
+            if let Some(bytes) = &catalogue {
+                wal.write_meta(bytes)?;
+            }
+            Ok::<_, memdb_wal::Error>((catalogue, wal.truncate_through(floor - 1)?))
+        })
+        .await
+        .map_err(|_| Error::Closed)??;
+        if let Some(bytes) = saved {
+            *self.catalogue_saved.lock().unwrap_or_else(PoisonError::into_inner) = bytes;
+        }
         tracing::debug!(watermark = floor - 1, removed, "WAL truncated");
         Ok(())
     }

@@ -5,7 +5,8 @@
 //! it changes memory and before it is acknowledged, so a crash never loses an
 //! acknowledged write; background tasks flush dirty records to PostgreSQL (one JSONB
 //! table per logical table, with a GIN index) and evict idle clean ones. On open, the
-//! WAL is replayed into PostgreSQL.
+//! WAL is replayed into memory and open returns; the backlog drains into PostgreSQL in
+//! the background, also when PostgreSQL comes back only later.
 //!
 //! It is not a SQL database: queries go to PostgreSQL (after flushing the table, so
 //! they see every acknowledged write), and `where_sql` is trusted SQL.
@@ -30,9 +31,12 @@
 
 mod background;
 mod cache;
+mod catalogue;
 mod config;
+mod connect;
 mod counter;
 mod db;
+mod drain;
 pub mod drill;
 mod durability;
 mod error;
@@ -41,6 +45,7 @@ mod flush;
 mod internals;
 mod json;
 mod log;
+mod pg;
 pub mod postgres;
 mod record;
 mod recovery;

@@ -1,6 +1,8 @@
-//! Opening: PostgreSQL's catalogue, the WAL (resuming above every LSN PostgreSQL
-//! holds), and the replay of every record the WAL still holds into memory as dirty —
-//! then one flush makes PostgreSQL whole again.
+//! Opening: the WAL directory (locked), its table catalogue, and the replay of every
+//! record the WAL still holds into memory as dirty — then open returns. PostgreSQL is
+//! not waited for: the background flush drains the backlog into it, and works with it
+//! down (writes go on into the WAL and memory). Only a directory without a catalogue (a
+//! new one) needs PostgreSQL at open, to learn its tables and LSN floor once.
 //!
 //! Replay is idempotent: records PostgreSQL already has are rewritten under the LSN
 //! guard, which changes nothing; a crash during recovery just recovers again.
@@ -16,14 +18,15 @@ use tokio::sync::Notify;
 use crate::cache::Clock;
 use crate::config::Config;
 use crate::db::{Inner, MemDb};
+use crate::drain::Drain;
 use crate::durability::Syncer;
 use crate::error::{Error, Result};
+use crate::pg::Pg;
 use crate::record::Record;
 use crate::schema::Schema;
 use crate::stats::Counters;
 use crate::store::Store;
 use crate::tables::Tables;
-use crate::validate;
 
 /// Room in a WAL record for the key and encoding beside the largest value.
 const RECORD_OVERHEAD: usize = 64 << 10;
@@ -38,7 +41,7 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
     config.validate()?;
     let started = Instant::now();
     // The WAL directory first: owning it proves no live process runs this instance, so
-    // the sessions fenced off below are a dead one's.
+    // the sessions the first connection fences off are a dead one's.
     let storage = match storage {
         Some(storage) => storage,
         None => {
@@ -47,34 +50,10 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         }
     };
     let store = Store::new(&config.pg_dsn, &instance_name(&config.wal_dir), config.max_connections, config.pg_timeout)?;
-    match store.fence_previous().await {
-        Ok(0) => {}
-        Ok(fenced) => {
-            tracing::warn!(fenced, "ended PostgreSQL sessions a previous run of this WAL directory left behind")
-        }
-        Err(e) if e.is_rejection() => {
-            tracing::warn!(error = %e, "cannot end a previous run's PostgreSQL sessions (needs the same role or pg_signal_backend)");
-        }
-        Err(e) => return Err(e.into()),
-    }
-    store.ensure_catalogue().await?;
-    let tables = Tables::default();
-    let mut names = Vec::new();
-    for (name, schema) in store.load_tables().await? {
-        if validate::table_name(&name).is_ok() {
-            tables.get_or_insert(&name, Schema::from_json(&name, &schema)?, true);
-            names.push(name);
-        }
-    }
-    // ⚑ New writes get LSNs above every row's: also when the WAL directory was lost, or
-    // restored from an older copy (the log then resumes above PostgreSQL; its old records
-    // replay under the LSN guard, which keeps the newer rows).
-    let max_stored = store.max_lsn(&names).await?;
     let opts = memdb_wal::Options {
         durability: config.durability,
         segment_size: config.wal_segment_bytes,
         max_record_size: config.max_record_bytes + RECORD_OVERHEAD,
-        min_next_lsn: max_stored + 1,
         ..memdb_wal::Options::default()
     };
     let wal = tokio::task::spawn_blocking(move || Wal::open_with(storage, opts)).await.map_err(|_| Error::Closed)??;
@@ -83,14 +62,31 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         memdb_wal::Durability::Sync => Some(Syncer::start(Arc::clone(&wal))?),
         memdb_wal::Durability::Periodic(_) => None,
     };
+    let run_start = wal.recovery_report().next_lsn;
+    // The catalogue first, then the WAL's create records over it (the newest wins).
+    let tables = Tables::default();
+    let catalogue = crate::catalogue::load(&wal, &tables)?;
+    let clock = Clock::new();
+    let replay = (Arc::clone(&wal), clock.now());
+    let (tables, replayed) = tokio::task::spawn_blocking(move || {
+        let replayed = replay_wal(&replay.0, &tables, replay.1)?;
+        Ok::<_, Error>((tables, replayed))
+    })
+    .await
+    .map_err(|_| Error::Closed)??;
+    memdb_wal::kill_point::hit(memdb_wal::kill_point::DURING_RECOVERY);
+    let backlog = tables.dirty();
     let wake = Arc::new(Notify::new());
     let inner = Arc::new(Inner {
         config,
         wal,
-        store,
+        pg: Pg::new(store),
+        run_start,
         tables,
-        clock: Clock::new(),
+        clock,
         counters: Counters::default(),
+        drain: Drain::new(replayed, run_start - 1, backlog),
+        catalogue_saved: Mutex::new(catalogue.clone().unwrap_or_default()),
         syncer,
         flush_lock: tokio::sync::Mutex::new(()),
         wake: Arc::clone(&wake),
@@ -102,17 +98,28 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         #[cfg(feature = "internals")]
         inject_panic: AtomicBool::new(false),
     });
-    let replay = Arc::clone(&inner);
-    let replayed = tokio::task::spawn_blocking(move || replay_wal(&replay)).await.map_err(|_| Error::Closed)??;
-    memdb_wal::kill_point::hit(memdb_wal::kill_point::DURING_RECOVERY);
-    let flushed = inner.flush_all(None).await;
-    if let Err(e) = &flushed {
-        tracing::warn!(error = %e, "recovery flush failed; the background task retries");
+    if catalogue.is_none() {
+        learn_from_postgres(&inner).await?;
     }
-    tracing::info!(replayed, flushed = ?flushed.ok(), elapsed = ?started.elapsed(), "memdb opened");
+    tracing::info!(replayed, backlog, elapsed = ?started.elapsed(), "memdb opened; the backlog drains in the background");
     let task = crate::background::spawn(&inner, wake);
     *inner.background.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
     Ok(MemDb { inner })
+}
+
+/// A WAL directory without a catalogue (new, or from a memdb that kept none) learns its
+/// tables from PostgreSQL once, then keeps them: PostgreSQL must answer this one open.
+async fn learn_from_postgres(inner: &Arc<Inner>) -> Result<()> {
+    let what = "the first open of a WAL directory (it learns its tables and LSN floor from PostgreSQL once, then keeps them locally)";
+    match inner.pg().await {
+        Ok(_) => {}
+        Err(Error::Unavailable { down_for, cause, .. }) => return Err(Error::Unavailable { what, down_for, cause }),
+        Err(Error::Postgres(e @ (crate::store::StoreError::Unavailable { .. } | crate::store::StoreError::Timeout { .. }))) => {
+            return Err(Error::Unavailable { what, down_for: std::time::Duration::ZERO, cause: e.to_string() });
+        }
+        Err(e) => return Err(e),
+    }
+    inner.save_catalogue().await
 }
 
 /// The `application_name` of this instance's PostgreSQL sessions: `memdb` and a stable
@@ -127,10 +134,9 @@ fn instance_name(wal_dir: &std::path::Path) -> String {
 }
 
 /// Loads every record of the WAL into memory as dirty (highest LSN wins per key).
-fn replay_wal(inner: &Inner) -> Result<u64> {
-    let now = inner.clock.now();
+fn replay_wal(wal: &Wal, tables: &Tables, now: u32) -> Result<u64> {
     let mut count = 0;
-    for record in inner.wal.replay(1) {
+    for record in wal.replay(1) {
         let record = record?;
         count += 1;
         let invalid = |reason: &str| Error::InvalidValue {
@@ -145,11 +151,11 @@ fn replay_wal(inner: &Inner) -> Result<u64> {
                     &record.table,
                     &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?,
                 )?;
-                let (table, _) = inner.tables.get_or_insert(&record.table, Schema::default(), false);
-                table.set_schema(schema, record.lsn);
+                let (table, _) = tables.get_or_insert(&record.table, Schema::default(), false);
+                table.recover_schema(schema, record.lsn);
             }
             Op::Put | Op::Delete => {
-                let (table, _) = inner.tables.get_or_insert(&record.table, Schema::default(), false);
+                let (table, _) = tables.get_or_insert(&record.table, Schema::default(), false);
                 let value = Record::new(&record.key, (record.op == Op::Put).then_some(text));
                 table.cache.recover(&record.key, value, record.lsn, now);
             }

@@ -52,8 +52,15 @@ pub struct Stats {
     /// when every dirty record is flushed or parked (parked records are counted in
     /// `parked_records` and wait for their next write).
     pub oldest_unflushed: Duration,
-    /// Whether the last PostgreSQL call got through.
+    /// Whether PostgreSQL is taken to be up: `false` from a call that found it
+    /// unreachable until a background probe gets through (meanwhile calls that need it
+    /// fail at once with [`crate::Error::Unavailable`]).
     pub postgres_up: bool,
+    /// WAL records replayed into memory when the database was opened.
+    pub replayed_records: u64,
+    /// Records of that replay not yet in PostgreSQL (at most; 0 once the backlog is
+    /// drained, which a `tracing` event also reports).
+    pub replay_backlog: usize,
     /// Why the engine stopped accepting writes (fail-stop: a background task panicked),
     /// or `None` while it is healthy.
     pub failure: Option<String>,

@@ -22,6 +22,9 @@ pub(crate) struct Table {
     /// must keep it until then. While a create is logged it holds an LSN at or below the
     /// record's, so a WAL truncation running meanwhile keeps the record too.
     pending_create: AtomicU64,
+    /// LSN of the create record that set the schema (0: unknown, learnt from
+    /// PostgreSQL): replay and the local catalogue keep the newest.
+    schema_lsn: AtomicU64,
     /// ⚑ Held to change the schema with `pending_create` and `pg_ready`, and to read them
     /// together: the DDL sent and the create record it marks as seen always match.
     creating: Mutex<()>,
@@ -39,6 +42,7 @@ impl Table {
     /// Sets the schema logged at `create_lsn` (replay, or [`Table::log_schema`]).
     pub(crate) fn set_schema(&self, schema: Schema, create_lsn: Lsn) {
         self.schema.store(Arc::new(schema));
+        self.schema_lsn.store(create_lsn, Ordering::Release);
         self.pending_create.store(create_lsn, Ordering::Release);
         self.pg_ready.store(false, Ordering::Release);
     }
@@ -67,6 +71,30 @@ impl Table {
                 Err(e)
             }
         }
+    }
+
+    /// Sets the schema recovered from a create record at `create_lsn` (the WAL's, or the
+    /// local catalogue's) unless the table holds a newer one; PostgreSQL gets it next.
+    pub(crate) fn recover_schema(&self, schema: Schema, create_lsn: Lsn) {
+        let _creating = self.creating();
+        if create_lsn > self.schema_lsn.load(Ordering::Acquire) {
+            self.set_schema(schema, create_lsn);
+        }
+    }
+
+    /// Takes PostgreSQL's schema for a table whose create record is no longer known
+    /// here (a WAL directory without a catalogue): a known one keeps its own.
+    pub(crate) fn adopt_schema(&self, schema: Schema) {
+        let _creating = self.creating();
+        if self.schema_lsn.load(Ordering::Acquire) == 0 {
+            self.schema.store(Arc::new(schema));
+        }
+    }
+
+    /// The schema and the LSN of the create record that set it.
+    pub(crate) fn schema_with_lsn(&self) -> (Arc<Schema>, Lsn) {
+        let _creating = self.creating();
+        (self.schema.load_full(), self.schema_lsn.load(Ordering::Acquire))
     }
 
     pub(crate) fn pg_ready(&self) -> bool {
@@ -161,6 +189,7 @@ impl Tables {
             cache: Cache::new(),
             pg_ready: AtomicBool::new(pg_ready),
             pending_create: AtomicU64::new(0),
+            schema_lsn: AtomicU64::new(0),
             creating: Mutex::new(()),
         });
         let mut next = self.snapshot().clone();

@@ -334,6 +334,16 @@ impl Cache {
         if self.batches_taken.load(Ordering::Acquire) == taken { Ok(min) } else { Err(BatchesOut) }
     }
 
+    /// Keys of the dirty (and parked) records whose LSN is in `lsns`. Records a flush
+    /// holds are not on the lists: call it while no batch is out.
+    pub(crate) fn dirty_keys_in(&self, lsns: std::ops::RangeInclusive<Lsn>) -> Vec<Text> {
+        let mut keys = Vec::new();
+        for shard in self.all_shards() {
+            Self::read(shard).dirty_keys_in(&self.hasher, &lsns, &mut keys);
+        }
+        keys
+    }
+
     /// Evicts clean records last touched before `cutoff`; returns how many.
     pub(crate) fn evict_older_than(&self, cutoff: u32) -> usize {
         let mut evicted = 0;

@@ -200,6 +200,12 @@ impl Shard {
         self.dirty.iter().chain(&self.parked).filter_map(|k| self.get(hasher.key(k))).map(|s| s.lsn).min()
     }
 
+    /// Keys of dirty and parked slots whose LSN is in `lsns`.
+    pub(super) fn dirty_keys_in(&self, hasher: &Hasher, lsns: &std::ops::RangeInclusive<Lsn>, out: &mut Vec<Text>) {
+        let found = self.dirty.iter().chain(&self.parked).filter(|k| self.get(hasher.key(k)).is_some_and(|s| lsns.contains(&s.lsn)));
+        out.extend(found.cloned());
+    }
+
     /// Whether a clean slot may have been idle since before `cutoff`.
     pub(super) fn may_hold_idle(&self, cutoff: u32) -> bool {
         self.clean_floor < cutoff

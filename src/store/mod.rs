@@ -4,17 +4,19 @@
 //! silently dropped connection. ⚑ Table names reach SQL only through
 //! [`crate::validate::table_name`] and the `memdb_` prefix.
 
+mod breaker;
 mod sql;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use memdb_wal::Lsn;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+
+use breaker::Breaker;
 
 /// Why a PostgreSQL call failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,17 @@ pub enum StoreError {
         code: String,
         /// PostgreSQL's message.
         message: String,
+    },
+    /// Not tried: a recent call found PostgreSQL unreachable, and no probe has got
+    /// through since (the circuit breaker is open).
+    #[error("known to be down for {down_for:?} ({cause}); not tried while {what}")]
+    Down {
+        /// What memdb was doing.
+        what: &'static str,
+        /// Since the breaker opened.
+        down_for: Duration,
+        /// The failure that opened it (or the last failed probe's).
+        cause: String,
     },
     /// The connection string does not parse.
     #[error("invalid PG_DSN: {0}")]
@@ -83,7 +96,7 @@ pub(crate) struct Write<'a> {
 pub(crate) struct Store {
     pool: Pool,
     timeout: Duration,
-    up: AtomicBool,
+    breaker: Breaker,
 }
 
 impl Store {
@@ -111,7 +124,7 @@ impl Store {
             .recycle_timeout(Some(timeout + Duration::from_millis(100)))
             .build()
             .map_err(|e| StoreError::BadDsn(e.to_string()))?;
-        Ok(Self { pool, timeout, up: AtomicBool::new(true) })
+        Ok(Self { pool, timeout, breaker: Breaker::default() })
     }
 
     /// ⚑ Ends every other session of this instance (the same `application_name`: the
@@ -130,13 +143,35 @@ impl Store {
         .await
     }
 
-    /// Whether the last call reached PostgreSQL.
+    /// Whether PostgreSQL is taken to be up (the breaker is closed).
     pub(crate) fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.breaker.is_closed()
     }
 
-    /// Runs `f` on a pooled connection under the timeout, keeping `up` current.
+    /// Whether PostgreSQL is known to be down and it is time to [`Store::probe`] it.
+    pub(crate) fn probe_due(&self) -> bool {
+        self.breaker.probe_due()
+    }
+
+    /// One round trip that passes an open breaker; closes it when it gets through.
+    pub(crate) async fn probe(&self) -> Result<(), StoreError> {
+        self.call("probing PostgreSQL", async |c| c.batch_execute("SELECT 1").await).await
+    }
+
+    /// Runs `f` on a pooled connection under the timeout — at once `Down` while the
+    /// breaker is open.
     async fn with_client<T>(
+        &self,
+        what: &'static str,
+        f: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        self.breaker.check().map_err(|down| StoreError::Down { what, down_for: down.down_for, cause: down.cause })?;
+        self.call(what, f).await
+    }
+
+    /// Runs `f` on a pooled connection under the timeout; the outcome opens or closes
+    /// the breaker.
+    async fn call<T>(
         &self,
         what: &'static str,
         f: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
@@ -149,10 +184,10 @@ impl Store {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout { what, after: self.timeout }),
         };
-        self.up.store(
-            !matches!(result, Err(StoreError::Timeout { .. } | StoreError::Unavailable { .. })),
-            Ordering::Relaxed,
-        );
+        match &result {
+            Err(e @ (StoreError::Timeout { .. } | StoreError::Unavailable { .. })) => self.breaker.trip(e.to_string()),
+            _ => self.breaker.reset(),
+        }
         result
     }
 

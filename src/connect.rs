@@ -1,0 +1,94 @@
+//! The first connection to PostgreSQL in a run (through [`crate::pg::Pg::store`], so
+//! before any other statement): end the previous run's sessions, learn PostgreSQL's
+//! catalogue, and make sure this run's LSNs are above every row's.
+//!
+//! ⚑ LSNs only grow across PostgreSQL too. Normally the WAL is ahead of PostgreSQL (a
+//! batch is flushed only once durable in the WAL). A WAL restored from an older copy, or
+//! a new WAL directory, may be behind: writes accepted since open may then hold LSNs at
+//! or below rows PostgreSQL has, and the LSN guard would drop them. They are moved: the
+//! WAL is advanced above PostgreSQL's highest LSN and each is logged again there.
+//! Records replayed from the WAL keep their LSNs: they are older than this run, and the
+//! guard rightly keeps a newer row over them.
+
+use memdb_wal::Lsn;
+
+use crate::cache::Update;
+use crate::db::Inner;
+use crate::error::Result;
+use crate::record::Record;
+use crate::schema::Schema;
+use crate::store::Store;
+use crate::validate;
+
+impl Inner {
+    /// PostgreSQL, once the first connection's work has run.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: every step is idempotent, and a dropped call leaves the work to the
+    /// next (nothing is flushed before it completes).
+    pub(crate) async fn pg(&self) -> Result<&Store> {
+        self.pg.store(async |store| self.first_connection(store).await).await
+    }
+
+    async fn first_connection(&self, store: &Store) -> Result<()> {
+        match store.fence_previous().await {
+            Ok(0) => {}
+            Ok(fenced) => {
+                tracing::warn!(fenced, "ended PostgreSQL sessions a previous run of this WAL directory left behind");
+            }
+            Err(e) if e.is_rejection() => {
+                tracing::warn!(error = %e, "cannot end a previous run's PostgreSQL sessions (needs the same role or pg_signal_backend)");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        store.ensure_catalogue().await?;
+        let mut names = Vec::new();
+        for (name, schema) in store.load_tables().await? {
+            if validate::table_name(&name).is_ok() {
+                // A table this directory knows keeps its own schema (PostgreSQL gets it
+                // on the table's next flush).
+                let schema = Schema::from_json(&name, &schema)?;
+                let (table, created) = self.tables.get_or_insert(&name, schema.clone(), true);
+                if !created {
+                    table.adopt_schema(schema);
+                }
+                names.push(name);
+            }
+        }
+        let floor = store.max_lsn(&names).await?;
+        let moved = self.move_above(floor)?;
+        tracing::info!(tables = names.len(), pg_max_lsn = floor, moved, "connected to PostgreSQL");
+        Ok(())
+    }
+
+    /// Moves this run's writes at or below `floor` (PostgreSQL's highest LSN) above it.
+    /// Returns how many records were logged again.
+    fn move_above(&self, floor: Lsn) -> Result<usize> {
+        if floor < self.run_start {
+            return Ok(0);
+        }
+        self.wal.advance_to(floor + 1)?;
+        let mut moved = 0;
+        for t in self.tables.all() {
+            for key in t.cache.dirty_keys_in(self.run_start..=floor) {
+                // The current value, logged again at a new LSN; a write that raced in
+                // meanwhile is above the floor already, and logging it again is harmless.
+                let again = |current: Option<&str>| {
+                    Ok(current.map_or_else(|| Record::tombstone(&key), |json| Record::put(&key, json)))
+                };
+                match self.log_update(&t, &key, None, again) {
+                    Ok(_) => moved += 1,
+                    // Dirty records are never evicted: a key gone is one no longer dirty.
+                    Err(Update::Raced) => {}
+                    Err(Update::Failed(e)) => return Err(e),
+                }
+            }
+        }
+        tracing::warn!(
+            floor,
+            moved,
+            "PostgreSQL holds LSNs above this WAL (restored from an older copy, or new): this run's writes were logged again above them"
+        );
+        Ok(moved)
+    }
+}
