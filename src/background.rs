@@ -71,7 +71,8 @@ pub(crate) fn spawn(inner: &Arc<Inner>, wake: Arc<Notify>) -> Background {
 }
 
 async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
-    let mut last_flush = Instant::now();
+    // The first tick flushes: the backlog replayed at open starts draining at once.
+    let mut last_flush = Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now);
     let mut last_evict = Instant::now();
     let mut backoff = Duration::ZERO;
     loop {

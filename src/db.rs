@@ -13,14 +13,14 @@ use tokio_postgres::types::ToSql;
 use crate::background::Background;
 use crate::cache::{Clock, Epoch, Lookup, Value};
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::durability::Syncer;
 use crate::error::{Error, Result};
 use crate::json::{Json, Row, merge_patch};
+use crate::pg::Pg;
 use crate::record::Record;
 use crate::schema::Schema;
 use crate::stats::{Counters, Stats};
-use crate::drain::Drain;
-use crate::pg::Pg;
 use crate::tables::{Table, Tables};
 use crate::validate;
 

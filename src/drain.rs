@@ -57,6 +57,10 @@ impl Drain {
     /// Records of the backlog not yet in PostgreSQL (an upper bound: a backlog record
     /// overwritten before its flush is counted until the drain is done).
     pub(crate) fn left(&self) -> usize {
-        if self.done.load(Ordering::Acquire) { 0 } else { self.backlog.saturating_sub(self.flushed.load(Ordering::Relaxed)) }
+        if self.done.load(Ordering::Acquire) {
+            0
+        } else {
+            self.backlog.saturating_sub(self.flushed.load(Ordering::Relaxed))
+        }
     }
 }

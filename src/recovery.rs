@@ -114,7 +114,9 @@ async fn learn_from_postgres(inner: &Arc<Inner>) -> Result<()> {
     match inner.pg().await {
         Ok(_) => {}
         Err(Error::Unavailable { down_for, cause, .. }) => return Err(Error::Unavailable { what, down_for, cause }),
-        Err(Error::Postgres(e @ (crate::store::StoreError::Unavailable { .. } | crate::store::StoreError::Timeout { .. }))) => {
+        Err(Error::Postgres(
+            e @ (crate::store::StoreError::Unavailable { .. } | crate::store::StoreError::Timeout { .. }),
+        )) => {
             return Err(Error::Unavailable { what, down_for: std::time::Duration::ZERO, cause: e.to_string() });
         }
         Err(e) => return Err(e),

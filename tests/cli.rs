@@ -171,9 +171,17 @@ fn demo_runs_against_postgresql_and_recovers_every_acknowledged_write() {
     let out = memdb(&["demo", "--quick"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for says in
-        ["after the automatic flush", "after eviction", "cache misses 0 → 1", "killed by signal 9", "(all of them)"]
-    {
+    for says in [
+        "after the automatic flush",
+        "after eviction",
+        "cache misses 0 → 1",
+        "killed by signal 9",
+        "served from memory",
+        "PostgreSQL is unavailable",
+        "postgres_up = false",
+        "backlog drained",
+        "(all of them)",
+    ] {
         assert!(stdout.contains(says), "expected {says:?} in\n{stdout}");
     }
 }

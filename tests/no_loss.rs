@@ -231,6 +231,9 @@ async fn a_wal_restored_from_an_older_copy_keeps_every_later_write() {
     let mut on_copy = config.clone();
     on_copy.wal_dir = copy;
     let db = MemDb::open(on_copy.clone()).await.expect("open the restored copy");
+    // Open does not wait for PostgreSQL; once the copy's backlog has drained, the guard
+    // has kept PostgreSQL's newer row and memory holds it too.
+    common::eventually("the restored copy's backlog drains", || db.stats().replay_backlog == 0).await;
     assert_everywhere(&db, &dsn, "restored", "k", &json!({"v": 2}), "the copy's v1 replayed").await;
     db.upsert("restored", "k", &json!({"v": 3})).await.expect("upsert");
     db.flush(None).await.expect("flush");

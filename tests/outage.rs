@@ -1,7 +1,11 @@
 //! A long PostgreSQL outage under steady writes, on a dedicated private cluster stopped
 //! with `pg_ctl stop -m immediate`: writers see no error, the backlog drains once it is
 //! back, and PostgreSQL ends with every acknowledged row exactly once. Then an engine
-//! crash during a second outage: the next open, once PostgreSQL answers, loses nothing.
+//! crash during a second outage and a restart while PostgreSQL is still down: open
+//! serves at once, enforces the schemas declared before the crash, fails reads that
+//! need PostgreSQL fast with `Unavailable`, takes more writes and deletes; once
+//! PostgreSQL starts the breaker closes and the backlog drains, losing nothing and
+//! resurrecting no delete.
 //!
 //! `MEMDB_OUTAGE_SECS` sets the first outage's length (default 30).
 
@@ -13,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use memdb::postgres::PrivateCluster;
-use memdb::{Config, MemDb};
+use memdb::{Config, Error, MemDb};
 use serde_json::{Value, json};
 
 /// What a writer got acknowledged.
@@ -88,6 +92,7 @@ async fn a_long_outage_and_a_crash_during_one_lose_nothing() {
 
     // 1. A long outage under steady writes.
     let db = MemDb::open(config.clone()).await.expect("open");
+    db.create_table("typed", &json!({"n": "integer"})).await.expect("create a table with a schema");
     let stop = Arc::new(AtomicBool::new(false));
     let writing = writer(db.clone(), Arc::clone(&stop), "a");
     common::eventually("the first records reach PostgreSQL", || db.stats().flushed_records > 0).await;
@@ -122,11 +127,66 @@ async fn a_long_outage_and_a_crash_during_one_lose_nothing() {
     let unflushed = db.stats().dirty_records;
     assert!(unflushed > 0, "the crash leaves unflushed records");
     db.crash().await;
-    start_server().await;
-    let db = MemDb::open(config).await.expect("reopen after the crash");
+
+    // 3. Restart while PostgreSQL is still down: open serves at once.
+    let opened = Instant::now();
+    let db = MemDb::open(config.clone()).await.expect("open with PostgreSQL down");
+    println!("open with PostgreSQL down returned in {:?} ({unflushed} unflushed records)", opened.elapsed());
+    let stats = db.stats();
+    assert!(stats.replay_backlog >= unflushed, "{} to drain, {unflushed} were unflushed", stats.replay_backlog);
     let mut expected = written.rows;
     expected.extend(second.rows);
-    assert_eq!(pg_events(&dsn).await, expected, "recovery replayed the {unflushed} unflushed records, none lost");
+    let hot = db.get("events", "hot").await.expect("a record in memory reads with PostgreSQL down");
+    assert_eq!(hot.map(|j| j.to_value()).as_ref(), expected.get("hot"));
+    let violation = db.insert("typed", "t1", &json!({"n": "not a number"})).await;
+    assert!(
+        matches!(violation, Err(Error::SchemaViolation { .. })),
+        "the schema declared before the crash: {violation:?}"
+    );
+    db.insert("typed", "t2", &json!({"n": 2})).await.expect("a valid write");
+    // Reads that need PostgreSQL fail, then fail at once (the breaker).
+    let _ = db.get("events", "never-written").await;
+    common::eventually("the engine sees PostgreSQL down", || !db.stats().postgres_up).await;
+    let asked = Instant::now();
+    let missed = db.get("events", "never-written").await;
+    let took = asked.elapsed();
+    println!("a miss with PostgreSQL known down failed in {took:?}");
+    assert!(matches!(missed, Err(Error::Unavailable { .. })), "{missed:?}");
+    assert!(took < config.pg_timeout / 4, "failed fast, not after a timeout: {took:?}");
+    assert!(matches!(db.get_uncached("events", "never-written").await, Err(Error::Unavailable { .. })));
+    assert!(matches!(db.query("events", "", 1).await, Err(Error::Unavailable { .. })));
+    // More writes and deletes while it is down.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(db.clone(), Arc::clone(&stop), "c");
+    let inserts = db.stats().inserts;
+    common::eventually("writes go on with PostgreSQL down", || db.stats().inserts > inserts + 200).await;
+    let deleted: Vec<String> = expected.keys().filter(|k| k.starts_with('a')).step_by(7).cloned().collect();
+    for key in &deleted {
+        db.delete("events", key).await.expect("a delete with PostgreSQL down");
+        expected.remove(key);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let third = writing.await.expect("writer");
+    assert!(third.errors.is_empty(), "writers saw errors: {:?}", &third.errors[..third.errors.len().min(5)]);
+    expected.extend(third.rows);
+
+    // 4. PostgreSQL starts: the breaker closes and everything drains.
+    start_server().await;
+    common::eventually("the breaker closes", || db.stats().postgres_up).await;
+    common::eventually("the backlog drains", || {
+        let stats = db.stats();
+        stats.replay_backlog == 0 && stats.dirty_records == 0
+    })
+    .await;
+    let rows = pg_events(&dsn).await;
+    let resurrected = deleted.iter().filter(|k| rows.contains_key(*k)).count();
+    assert_eq!(resurrected, 0, "no delete resurrected");
+    assert_eq!(rows, expected, "every acknowledged row, once, with its last value");
+    let typed = common::pg_rows(&dsn, "typed").await;
+    assert_eq!(
+        typed.iter().map(|(k, v, _)| (k.as_str(), v.clone())).collect::<Vec<_>>(),
+        vec![("t2", json!({"n": 2}))]
+    );
     db.close().await.expect("close");
     let cluster = Arc::into_inner(cluster).expect("the only handle");
     tokio::task::spawn_blocking(move || cluster.stop()).await.expect("task").expect("stop the cluster");

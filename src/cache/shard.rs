@@ -202,7 +202,11 @@ impl Shard {
 
     /// Keys of dirty and parked slots whose LSN is in `lsns`.
     pub(super) fn dirty_keys_in(&self, hasher: &Hasher, lsns: &std::ops::RangeInclusive<Lsn>, out: &mut Vec<Text>) {
-        let found = self.dirty.iter().chain(&self.parked).filter(|k| self.get(hasher.key(k)).is_some_and(|s| lsns.contains(&s.lsn)));
+        let found = self
+            .dirty
+            .iter()
+            .chain(&self.parked)
+            .filter(|k| self.get(hasher.key(k)).is_some_and(|s| lsns.contains(&s.lsn)));
         out.extend(found.cloned());
     }
 

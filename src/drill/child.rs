@@ -19,6 +19,8 @@ pub(crate) const WAL_DIR: &str = "MEMDB_DRILL_WAL_DIR";
 pub(crate) const DURABILITY: &str = "MEMDB_DRILL_DURABILITY";
 pub(crate) const SEED: &str = "MEMDB_DRILL_CHILD_SEED";
 pub(crate) const INLINE_FLUSH: &str = "MEMDB_DRILL_INLINE_FLUSH";
+/// Set when PostgreSQL is stopped for this child's whole life.
+pub(crate) const PG_DOWN: &str = "MEMDB_DRILL_PG_DOWN";
 
 /// Small WAL segments, so that every few hundred operations rotate.
 pub(crate) const SEGMENT_BYTES: u64 = 64 << 10;
@@ -71,14 +73,23 @@ async fn live() -> Result<(), String> {
     config.wal_segment_bytes = SEGMENT_BYTES;
     let seed: u64 = var(SEED)?.parse().map_err(|e| format!("{SEED}: {e}"))?;
     let inline_flush = std::env::var_os(INLINE_FLUSH).is_some();
+    let pg_down = std::env::var_os(PG_DOWN).is_some();
 
     let db = MemDb::open(config).await.map_err(|e| format!("open: {e}"))?;
     say("O");
-    // Recovery flushed already unless PostgreSQL failed it; the check needs it whole.
-    db.flush(None).await.map_err(|e| format!("flush after open: {e}"))?;
+    // The check needs PostgreSQL whole: the backlog is drained first. With PostgreSQL
+    // down, the keys not in memory cannot be read: they are reported unknown.
+    if !pg_down {
+        db.flush(None).await.map_err(|e| format!("flush after open: {e}"))?;
+    }
     for (table, key) in key_space() {
-        let value = db.get(&table, &key).await.map_err(|e| format!("get {table}/{key}: {e}"))?;
-        say(&format!("R {table} {key} {}", token(value.map(|v| v.to_value()).as_ref())));
+        match db.get(&table, &key).await {
+            Ok(value) => say(&format!("R {table} {key} {}", token(value.map(|v| v.to_value()).as_ref()))),
+            Err(crate::Error::Unavailable { .. } | crate::Error::Postgres(_)) if pg_down => {
+                say(&format!("R {table} {key} ?"));
+            }
+            Err(e) => return Err(format!("get {table}/{key}: {e}")),
+        }
     }
     say("E");
     let go = tokio::task::spawn_blocking(|| {
@@ -93,7 +104,7 @@ async fn live() -> Result<(), String> {
     }
 
     let mut rng = Rng(seed);
-    if !inline_flush {
+    if !inline_flush && !pg_down {
         let (db, mut rng) = (db.clone(), Rng(rng.next()));
         tokio::spawn(async move {
             loop {
@@ -103,8 +114,8 @@ async fn live() -> Result<(), String> {
         });
     }
     for n in 0u64.. {
-        operate(&db, n, &mut rng).await?;
-        if inline_flush && rng.below(40) == 0 {
+        operate(&db, n, &mut rng, pg_down).await?;
+        if inline_flush && !pg_down && rng.below(40) == 0 {
             flush(&db).await;
         }
     }
@@ -120,11 +131,16 @@ async fn flush(db: &MemDb) {
     say("f");
 }
 
-/// One random operation, reported before it starts and once it is acknowledged.
-async fn operate(db: &MemDb, n: u64, rng: &mut Rng) -> Result<(), String> {
+/// One random operation, reported before it starts and once it is acknowledged. With
+/// PostgreSQL down a patch (which may need to read it) is a put instead.
+async fn operate(db: &MemDb, n: u64, rng: &mut Rng, pg_down: bool) -> Result<(), String> {
     let table = TABLES[usize::try_from(rng.below(TABLES.len() as u64)).unwrap_or(0)];
     let key = key_name(rng.below(KEYS));
-    let (op, arg) = match rng.below(10) {
+    let roll = match rng.below(10) {
+        5..8 if pg_down => 0,
+        roll => roll,
+    };
+    let (op, arg) = match roll {
         0..5 => {
             // Mostly small records, some large, so that segments fill and rotate.
             let pad = if rng.below(20) == 0 { 2_000 + rng.below(8_000) } else { rng.below(200) };

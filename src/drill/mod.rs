@@ -11,6 +11,11 @@
 //! concurrently and the WAL rotates through small segments. The parent `SIGKILL`s it
 //! after a random delay (5–500 ms by default) and starts the next child.
 //!
+//! With its own private PostgreSQL (no `pg_dsn`), every fourth child runs with
+//! PostgreSQL stopped across its whole life: it opens on the WAL alone, writes (puts and
+//! deletes; a patch may need PostgreSQL), and is killed while PostgreSQL is still down;
+//! then PostgreSQL starts, and the next child drains the backlog and is checked.
+//!
 //! The check: every key reads back (from the engine and from PostgreSQL alike) as the
 //! last acknowledged operation left it, or as the one operation that was in flight
 //! when the child died. A deleted key stays deleted.
@@ -101,6 +106,8 @@ pub struct Report {
     pub drills: u64,
     /// Of those, children in `Sync` mode.
     pub drills_sync: u64,
+    /// Of those, children that opened, wrote and died with PostgreSQL stopped.
+    pub drills_pg_down: u64,
     /// Kills that landed while a flush to PostgreSQL ran.
     pub kills_during_flush: u64,
     /// Kills that landed during a WAL segment rotation.
@@ -132,11 +139,12 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "drills {} ({} Sync, {} Periodic), kills during flush {}, during rotation {}, at the kill point {}, \
+            "drills {} ({} Sync, {} Periodic, {} with PostgreSQL down), kills during flush {}, during rotation {}, at the kill point {}, \
              acknowledged operations checked {}, lost {}, replays unchanged {}, problems {}, seed {:#x}, {:.1?}",
             self.drills,
             self.drills_sync,
             self.drills - self.drills_sync,
+            self.drills_pg_down,
             self.kills_during_flush,
             self.kills_during_rotation,
             self.kills_at_point,

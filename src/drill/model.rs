@@ -5,7 +5,7 @@
 //! acknowledged) when it dies, so a key's acceptable states after a kill are its last
 //! acknowledged state and, if the in-flight operation was on that key, its result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -55,6 +55,9 @@ pub(crate) enum Event {
     Opened,
     /// `R table key json|-`: the engine reads this key so.
     Read(Key, Option<Value>),
+    /// `R table key ?`: the engine cannot read this key (it is not in memory and
+    /// PostgreSQL is down).
+    Unknown(Key),
     /// `E`: every key read; waiting for the parent's `go`.
     ReadsDone,
     /// `W n table key op json|-`: operation `n` starts.
@@ -97,7 +100,13 @@ pub(crate) fn parse(line: &str) -> Result<Event, String> {
         "E" => Event::ReadsDone,
         "F" => Event::FlushStart,
         "f" => Event::FlushEnd,
-        "R" => Event::Read((word()?.to_owned(), word()?.to_owned()), json(word()?)?),
+        "R" => {
+            let key = (word()?.to_owned(), word()?.to_owned());
+            match word()? {
+                "?" => Event::Unknown(key),
+                value => Event::Read(key, json(value)?),
+            }
+        }
         "W" => {
             let n = number(word()?)?;
             let key = (word()?.to_owned(), word()?.to_owned());
@@ -206,25 +215,9 @@ impl Model {
     /// Compares a recovered state — the engine's reads and PostgreSQL's rows — with the
     /// model, then adopts it (collapsing the in-flight operation either way).
     pub(crate) fn check(&mut self, engine: &BTreeMap<Key, Value>, pg: &BTreeMap<Key, Value>) -> Checked {
-        let pending = self.pending.take();
-        let mut out =
-            Checked { acknowledged: std::mem::take(&mut self.unchecked), lost: Vec::new(), problems: Vec::new() };
+        let mut out = self.check_in_memory(engine, &BTreeSet::new());
         for key in key_space() {
             let got = engine.get(&key);
-            if let Some(known) = &self.known {
-                let acked = known.get(&key);
-                let in_flight = pending.as_ref().filter(|p| p.key == key).map(|p| p.result.as_ref());
-                if got != acked && in_flight.is_none_or(|r| r != got) {
-                    out.lost.push(format!(
-                        "{}/{}: reads {} but the last acknowledged state is {}{}",
-                        key.0,
-                        key.1,
-                        token(got),
-                        token(acked),
-                        in_flight.map(|r| format!(" (in flight: {})", token(r))).unwrap_or_default()
-                    ));
-                }
-            }
             if pg.get(&key) != got {
                 out.problems.push(format!(
                     "{}/{}: PostgreSQL holds {} but the engine reads {}",
@@ -235,7 +228,37 @@ impl Model {
                 ));
             }
         }
-        self.known = Some(key_space().filter_map(|k| engine.get(&k).map(|v| (k, v.clone()))).collect());
+        out
+    }
+
+    /// Checks what the engine reads against the model, but for the `unknown` keys: with
+    /// PostgreSQL down, those it cannot read because they are not in memory. A key not in
+    /// memory has no write in the WAL, so the operation in flight, if it was to such a
+    /// key, did not happen; it keeps its acknowledged state.
+    pub(crate) fn check_in_memory(&mut self, engine: &BTreeMap<Key, Value>, unknown: &BTreeSet<Key>) -> Checked {
+        let pending = self.pending.take();
+        let mut out =
+            Checked { acknowledged: std::mem::take(&mut self.unchecked), lost: Vec::new(), problems: Vec::new() };
+        let known = self.known.get_or_insert_with(|| engine.clone());
+        for key in key_space().filter(|k| !unknown.contains(k)) {
+            let got = engine.get(&key);
+            let acked = known.get(&key);
+            let in_flight = pending.as_ref().filter(|p| p.key == key).map(|p| p.result.as_ref());
+            if got != acked && in_flight.is_none_or(|r| r != got) {
+                out.lost.push(format!(
+                    "{}/{}: reads {} but the last acknowledged state is {}{}",
+                    key.0,
+                    key.1,
+                    token(got),
+                    token(acked),
+                    in_flight.map(|r| format!(" (in flight: {})", token(r))).unwrap_or_default()
+                ));
+            }
+            match got {
+                Some(value) => known.insert(key, value.clone()),
+                None => known.remove(&key),
+            };
+        }
         out
     }
 }
@@ -255,8 +278,27 @@ mod tests {
         assert!(matches!(parse("W 7 drill_a k01 patch {\"p\":1}"), Ok(Event::Intent { n: 7, op: Op::Patch, .. })));
         assert!(matches!(parse("A 7 -"), Ok(Event::Ack { n: 7, result: None })));
         assert!(matches!(parse("P wal.rotate"), Ok(Event::Point(p)) if p == "wal.rotate"));
+        assert!(matches!(parse("R drill_a k01 ?"), Ok(Event::Unknown(k)) if k == key("k01")));
         assert!(parse("Q").is_err());
         assert!(parse("W x").is_err());
+    }
+
+    #[test]
+    fn with_postgres_down_unknown_keys_keep_their_state_and_the_rest_is_checked() {
+        let mut m = Model::default();
+        let empty = BTreeMap::new();
+        assert!(m.check(&empty, &empty).lost.is_empty());
+        m.intent(1, key("k00"), Op::Put, Some(json!({"a": 1}))).expect("intent");
+        m.ack(1, Some(json!({"a": 1}))).expect("ack");
+        m.intent(2, key("k01"), Op::Put, Some(json!({"b": 1}))).expect("intent");
+        // k01's write, in flight, did not reach the WAL: k01 is not in memory, unknown.
+        let unknown: BTreeSet<Key> = [key("k01")].into();
+        let read: BTreeMap<_, _> = [(key("k00"), json!({"a": 1}))].into();
+        let c = m.check_in_memory(&read, &unknown);
+        assert!(c.lost.is_empty() && c.acknowledged == 1, "{:?}", c.lost);
+        assert_eq!(m.known.as_ref().and_then(|k| k.get(&key("k01"))), None, "k01 keeps its state: absent");
+        let c = m.check_in_memory(&empty, &unknown);
+        assert_eq!(c.lost.len(), 1, "k00 read as absent is a lost write: {:?}", c.lost);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The drill's parent: start a child, check what it recovered against the model, let it
 //! write, kill it, and again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Child, Command, Stdio};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::child::{DSN, DURABILITY, INLINE_FLUSH, ROLE, SEED, WAL_DIR};
+use super::child::{DSN, DURABILITY, INLINE_FLUSH, PG_DOWN, ROLE, SEED, WAL_DIR};
 use super::model::{Event, Key, Model, TABLES};
 use super::rng::Rng;
 use super::{DrillError, Options, Report};
@@ -47,7 +47,12 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
         Some(dsn) => dsn.clone(),
         None => runtime.block_on(crate::postgres::test_dsn()).map_err(|e| DrillError::Postgres(e.to_string()))?,
     };
-    let pg = runtime.block_on(connect(&dsn))?;
+    let mut pg = runtime.block_on(connect(&dsn))?;
+    // The private server, when the drill has one: some children live with it stopped.
+    let server = match &options.pg_dsn {
+        Some(_) => None,
+        None => Some(crate::postgres::PrivateCluster::shared().map_err(|e| DrillError::Postgres(e.to_string()))?),
+    };
     let temp = tempfile::tempdir().map_err(|source| DrillError::Io { what: "creating a temp dir", source })?;
     let wal_dir = options.wal_dir.clone().unwrap_or_else(|| temp.path().join("wal"));
 
@@ -65,11 +70,13 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
         } else {
             Durability::Periodic(PERIODIC)
         });
+        // Every fourth child lives with PostgreSQL stopped (not the last: it checks).
+        let pg_down = server.is_some() && !last && drill % 4 == 3;
         // A child killed during recovery never checks anything: arm every other one.
         let armed = options
             .kill_point
             .as_deref()
-            .filter(|p| !last && (*p != kill_point::DURING_RECOVERY || drill % 2 == 0))
+            .filter(|p| !last && !pg_down && (*p != kill_point::DURING_RECOVERY || drill % 2 == 0))
             .map(|p| format!("{p}:{}", 1 + rng.below(max_nth(p))));
         let mut command = child();
         command
@@ -89,11 +96,21 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
         if options.inline_flush {
             command.env(INLINE_FLUSH, "1");
         }
+        if let (true, Some(server)) = (pg_down, server) {
+            command.env(PG_DOWN, "1");
+            server.stop_server().map_err(|e| DrillError::Postgres(e.to_string()))?;
+        }
         let mut run = Running::spawn(command, drill)?;
 
-        // Recovery, then the check.
+        // Recovery, then the check: of what memory holds alone while PostgreSQL is down.
         let opened = run.until_reads_done(&mut model, &mut report);
-        if let Some(reads) = &opened {
+        if let (Some((reads, unknown)), true) = (&opened, pg_down) {
+            let checked = model.check_in_memory(reads, unknown);
+            report.acknowledged_checked += checked.acknowledged;
+            report.lost += checked.lost.len() as u64;
+            report.problems.extend(checked.lost.into_iter().map(|p| format!("drill {drill} (PostgreSQL down): {p}")));
+        }
+        if let Some((reads, _)) = opened.as_ref().filter(|_| !pg_down) {
             let pg_state = runtime.block_on(pg_state(&pg))?;
             let checked = model.check(reads, &pg_state);
             report.acknowledged_checked += checked.acknowledged;
@@ -143,6 +160,12 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
             }
             End::Exited(status) => report.problems.push(format!("drill {drill}: the child ended by itself: {status}")),
         }
+        if let (true, Some(server)) = (pg_down, server) {
+            server.start_server().map_err(|e| DrillError::Postgres(e.to_string()))?;
+            pg = runtime.block_on(connect(&dsn))?;
+            report.drills_pg_down += 1;
+            committed_checksum = None;
+        }
         drill += 1;
     }
     report.elapsed = started.elapsed();
@@ -190,6 +213,8 @@ struct Running {
     in_flush: bool,
     in_rotation: bool,
     reads: BTreeMap<Key, Value>,
+    /// Keys the child could not read (PostgreSQL down, not in memory).
+    unknown: BTreeSet<Key>,
     reads_done: bool,
     /// Its stdout closed: it is dying by itself (a kill point), not by the parent.
     exited: bool,
@@ -214,6 +239,7 @@ impl Running {
             in_flush: false,
             in_rotation: false,
             reads: BTreeMap::new(),
+            unknown: BTreeSet::new(),
             reads_done: false,
             exited: false,
         })
@@ -227,6 +253,10 @@ impl Running {
                 if let Some(v) = value {
                     self.reads.insert(key, v);
                 }
+                Ok(())
+            }
+            Event::Unknown(key) => {
+                self.unknown.insert(key);
                 Ok(())
             }
             Event::ReadsDone => {
@@ -258,8 +288,12 @@ impl Running {
         }
     }
 
-    /// Reads until the child has read every key back (`Some(reads)`), or died.
-    fn until_reads_done(&mut self, model: &mut Model, report: &mut Report) -> Option<BTreeMap<Key, Value>> {
+    /// Reads until the child has read every key back (`Some((reads, unknown))`), or died.
+    fn until_reads_done(
+        &mut self,
+        model: &mut Model,
+        report: &mut Report,
+    ) -> Option<(BTreeMap<Key, Value>, BTreeSet<Key>)> {
         let deadline = Instant::now() + OPEN_PATIENCE;
         while !self.reads_done {
             match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -278,7 +312,7 @@ impl Running {
         }
         // Trace lines of recovery (a rotation, say) say nothing about the next kill.
         self.in_rotation = false;
-        Some(std::mem::take(&mut self.reads))
+        Some((std::mem::take(&mut self.reads), std::mem::take(&mut self.unknown)))
     }
 
     /// Lets the child write for `delay` (or until it dies by itself).

@@ -53,6 +53,16 @@ pub async fn pg_rows(dsn: &str, table: &str) -> Vec<(String, serde_json::Value, 
 }
 
 /// Waits (bounded) until `condition` holds, checking every few milliseconds.
+/// Waits until the backlog replayed at open has drained into PostgreSQL (open does not
+/// wait for it) and nothing else is dirty.
+pub async fn until_drained(db: &memdb::MemDb) {
+    eventually("the backlog replayed at open drains into PostgreSQL", || {
+        let stats = db.stats();
+        stats.replay_backlog == 0 && stats.dirty_records == 0
+    })
+    .await;
+}
+
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !condition() {

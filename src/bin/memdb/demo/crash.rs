@@ -1,13 +1,16 @@
-//! The demo's last act: a writer child killed with SIGKILL mid-stream, then recovery —
-//! reopen, replay the WAL, flush — and a check that every acknowledged write is in
+//! The demo's last act: a writer child killed with SIGKILL mid-stream, then recovery
+//! with PostgreSQL stopped — open replays the WAL and serves at once — then PostgreSQL
+//! started and the backlog draining, and a check that every acknowledged write is in
 //! PostgreSQL.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use memdb::postgres::PrivateCluster;
 use memdb::{Config, MemDb};
+use serde_json::json;
 
 use super::show::Pg;
 use super::writer::PREFIX;
@@ -24,7 +27,15 @@ struct Killed {
     signal: Option<i32>,
 }
 
-pub async fn kill_and_recover(plan: &Plan, dsn: &str, wal_dir: &Path, pg: &Pg) -> Result<(), Failure> {
+/// `server` is the private PostgreSQL when the demo started one: it is stopped across
+/// the restart (with PG_DSN set, PostgreSQL stays up).
+pub async fn kill_and_recover(
+    plan: &Plan,
+    dsn: &str,
+    wal_dir: &Path,
+    pg: Pg,
+    server: Option<&'static PrivateCluster>,
+) -> Result<(), Failure> {
     println!("\n8. kill -9: a writer child process takes over the database and is killed mid-stream");
     println!("   (this process closed its database first: everything flushed, the WAL released)");
     let (exe, dir, dsn_arg, kill_after) = (current_exe()?, wal_dir.to_owned(), dsn.to_owned(), plan.kill_after);
@@ -49,20 +60,75 @@ pub async fn kill_and_recover(plan: &Plan, dsn: &str, wal_dir: &Path, pg: &Pg) -
         thousands(rows)
     );
 
-    println!("\n9. Recovery: reopen — replay the WAL into memory, flush it to PostgreSQL");
+    match server {
+        Some(server) => {
+            println!("\n9. Restart with PostgreSQL stopped: open replays the WAL into memory and serves at once");
+            drop(pg);
+            blocking("stopping PostgreSQL", move || server.stop_server()).await?;
+            println!("   PostgreSQL stopped (pg_ctl stop)");
+        }
+        None => println!(
+            "\n9. Restart: open replays the WAL into memory and serves at once (PG_DSN is set, so PostgreSQL \
+             stays up; unset it to see memdb start with PostgreSQL stopped)"
+        ),
+    }
+    let mut config = Config::new(dsn, wal_dir);
+    config.flush_interval = plan.interval;
     let started = Instant::now();
-    let db =
-        MemDb::open(Config::new(dsn, wal_dir)).await.map_err(|e| engine("reopening after the kill (recovery)", &e))?;
+    let db = MemDb::open(config).await.map_err(|e| engine("reopening after the kill (recovery)", &e))?;
     let took = started.elapsed();
-    let rows = pg.rows(PREFIX).await?;
-    let present = pg.child_rows_through(PREFIX, killed.acked).await?;
-    super::show::header();
-    println!("{}", super::show::line(&format!("reopened ({:.0} ms)", took.as_secs_f64() * 1e3), &db, rows));
+    let stats = db.stats();
     println!(
-        "   acknowledged before the kill: {} — in PostgreSQL now: {} {}",
+        "   open returned in {:.0} ms: {} WAL records replayed, {} to drain into PostgreSQL",
+        took.as_secs_f64() * 1e3,
+        thousands(stats.replayed_records),
+        thousands(stats.replay_backlog as u64)
+    );
+    let last = format!("{PREFIX}{}", killed.acked);
+    let started = Instant::now();
+    let value = db.get(TABLE, &last).await.map_err(|e| engine("reading", &e))?;
+    println!(
+        "   get({last}) → {} ({:.1} µs, served from memory)",
+        value.map_or_else(|| "-".into(), |v| v.to_string()),
+        started.elapsed().as_secs_f64() * 1e6
+    );
+    let after = format!("{PREFIX}{}", killed.acked + 1);
+    db.insert(TABLE, &after, &json!({"status": "ringing", "turns": 0}))
+        .await
+        .map_err(|e| engine("writing after the restart", &e))?;
+    println!("   insert({after}) → acknowledged: in the WAL and in memory, whatever PostgreSQL does");
+    if let Some(server) = server {
+        for attempt in ["", " again"] {
+            let started = Instant::now();
+            let missed = db.get(TABLE, "call:1").await;
+            let took = started.elapsed().as_secs_f64() * 1e3;
+            match missed {
+                Err(e) => println!("   get(call:1){attempt}, not in memory → {:.2} ms: {e}", took),
+                Ok(_) => println!(
+                    "   get(call:1){attempt}, not in memory → answered in {took:.2} ms (PostgreSQL was reached)"
+                ),
+            }
+        }
+        println!("   stats: postgres_up = {}", db.stats().postgres_up);
+        println!("\n10. PostgreSQL starts: a background probe gets through and the backlog drains");
+        blocking("starting PostgreSQL", move || server.start_server()).await?;
+        println!("   PostgreSQL started (pg_ctl start)");
+    }
+    let pg = Pg::connect(dsn).await?;
+    super::show::header();
+    let acked = killed.acked + 1;
+    super::show::watch_until("backlog drained", &db, &pg, PREFIX, Duration::from_secs(120), |db| {
+        let stats = db.stats();
+        stats.replay_backlog == 0 && stats.dirty_records == 0
+    })
+    .await?;
+    let rows = pg.rows(PREFIX).await?;
+    let present = pg.child_rows_through(PREFIX, acked).await?;
+    println!(
+        "   acknowledged: {} before the kill + 1 after the restart — in PostgreSQL now: {} {}",
         thousands(killed.acked),
         thousands(present),
-        if present == killed.acked { "(all of them)" } else { "(MISSING SOME: a bug, please report it)" }
+        if present == acked { "(all of them)" } else { "(MISSING SOME: a bug, please report it)" }
     );
     if rows > present {
         println!(
@@ -70,17 +136,25 @@ pub async fn kill_and_recover(plan: &Plan, dsn: &str, wal_dir: &Path, pg: &Pg) -
             thousands(rows - present)
         );
     }
-    let last = format!("{PREFIX}{}", killed.acked);
-    let value = db.get(TABLE, &last).await.map_err(|e| engine("reading", &e))?;
-    println!("   get({last}) → {}", value.map_or_else(|| "-".into(), |v| v.to_string()));
     db.close().await.map_err(|e| engine("closing", &e))?;
-    if present != killed.acked {
+    if present != acked {
         return Err(Failure::new(
-            format!("{} acknowledged writes are missing after recovery", killed.acked - present),
+            format!("{} acknowledged writes are missing after recovery", acked - present),
             "this must never happen: report it with the output above",
         ));
     }
     Ok(())
+}
+
+/// Runs `f` (a `pg_ctl` call) off the runtime's threads.
+async fn blocking(
+    doing: &'static str,
+    f: impl FnOnce() -> Result<(), memdb::postgres::ClusterError> + Send + 'static,
+) -> Result<(), Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Failure::from_error(doing, &e, "a bug in the demo: please report it"))?
+        .map_err(|e| Failure::from_error(doing, &e, "check the private PostgreSQL's log"))
 }
 
 fn current_exe() -> Result<std::path::PathBuf, Failure> {

@@ -1,7 +1,8 @@
 //! `memdb demo`: the original's "memory vs database" walk-through, live — writes, the
 //! automatic flush, a query that sees unflushed writes, eviction, a read that loads an
 //! evicted record back, the hot paths timed, then a writer child killed with SIGKILL and
-//! its recovery.
+//! its recovery: memdb restarts with PostgreSQL stopped and serves at once, then the
+//! backlog drains when PostgreSQL starts.
 
 mod crash;
 mod show;
@@ -85,10 +86,10 @@ fn configured_dsn() -> Result<Option<String>, Failure> {
 
 async fn walk_through(plan: &Plan) -> Result<(), Failure> {
     println!("memdb demo — memory vs database, live\n");
-    let dsn = match configured_dsn()? {
+    let (dsn, server) = match configured_dsn()? {
         Some(dsn) => {
             println!("PostgreSQL: PG_DSN (tables memdb_{TABLE} and memdb_{BENCH_TABLE}, emptied first)");
-            dsn
+            (dsn, None)
         }
         None => {
             println!("PostgreSQL: PG_DSN is not set, starting a private throwaway server…");
@@ -102,7 +103,7 @@ async fn walk_through(plan: &Plan) -> Result<(), Failure> {
             })?;
             let took = live.elapsed().as_secs_f64();
             live.finish(&format!("PostgreSQL: private throwaway server, started in {took:.1} s (removed at exit)"));
-            dsn
+            (dsn, memdb::postgres::PrivateCluster::shared().ok())
         }
     };
     let pg = Pg::connect(&dsn).await?;
@@ -147,8 +148,10 @@ async fn walk_through(plan: &Plan) -> Result<(), Failure> {
     compare(&db, &pg, "call:1").await?;
     println!("\n4. The automatic flush (every {secs} s) makes PostgreSQL equal to memory");
     header();
-    watch_until("after the automatic flush", &db, &pg, Duration::from_secs(60), |db| db.stats().dirty_records == 0)
-        .await?;
+    watch_until("after the automatic flush", &db, &pg, "call:", Duration::from_secs(60), |db| {
+        db.stats().dirty_records == 0
+    })
+    .await?;
     compare(&db, &pg, "call:1").await?;
     db.patch(TABLE, "call:2", &json!({"status": "answered"})).await.map_err(|e| engine("patching", &e))?;
     let answered = db.query(TABLE, "data->>'status' = 'answered'", 10).await.map_err(|e| engine("querying", &e))?;
@@ -158,7 +161,8 @@ async fn walk_through(plan: &Plan) -> Result<(), Failure> {
 
     println!("\n5. Idle clean records leave memory after {secs} s; PostgreSQL keeps them");
     header();
-    watch_until("after eviction", &db, &pg, Duration::from_secs(60), |db| db.stats().cached_records == 0).await?;
+    watch_until("after eviction", &db, &pg, "call:", Duration::from_secs(60), |db| db.stats().cached_records == 0)
+        .await?;
 
     println!("\n6. A read of an evicted record loads it back from PostgreSQL");
     let key = format!("call:{}", plan.records.div_ceil(2));
@@ -186,7 +190,7 @@ async fn walk_through(plan: &Plan) -> Result<(), Failure> {
 
     hot_paths(&db, plan).await?;
     db.close().await.map_err(|e| engine("closing", &e))?;
-    crash::kill_and_recover(plan, &dsn, &wal_dir, &pg).await?;
+    crash::kill_and_recover(plan, &dsn, &wal_dir, pg, server).await?;
     println!("\ndone: every acknowledged write survived; the private PostgreSQL and the temp WAL are removed now.");
     Ok(())
 }

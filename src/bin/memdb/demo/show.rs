@@ -101,13 +101,14 @@ pub async fn watch_until(
     when: &str,
     db: &MemDb,
     pg: &Pg,
+    prefix: &str,
     limit: Duration,
     mut done: impl FnMut(&MemDb) -> bool,
 ) -> Result<Duration, Failure> {
     let mut live = Live::start();
     let deadline = Instant::now() + limit;
     loop {
-        let rows = pg.rows("call:").await?;
+        let rows = pg.rows(prefix).await?;
         let finished = done(db);
         if finished || Instant::now() >= deadline {
             let elapsed = live.elapsed();
