@@ -71,8 +71,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>, wake: Arc<Notify>) -> Background {
 }
 
 async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
-    // The first tick flushes: the backlog replayed at open starts draining at once.
-    let mut last_flush = Instant::now().checked_sub(Duration::from_secs(3600)).unwrap_or_else(Instant::now);
+    let mut last_flush = Instant::now();
     let mut last_evict = Instant::now();
     let mut backoff = Duration::ZERO;
     loop {
@@ -108,7 +107,9 @@ async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
             backoff = Duration::ZERO;
         }
         let waited = last_flush.elapsed();
-        let due = back || waited >= config.flush_interval.max(backoff) || (pressing && waited >= backoff);
+        // The backlog replayed at open drains at once, not a flush interval later.
+        let draining = inner.drain.left() > 0;
+        let due = back || waited >= config.flush_interval.max(backoff) || ((pressing || draining) && waited >= backoff);
         let pending_tables = inner.tables.all().iter().any(|t| !t.pg_ready());
         if due && inner.pg.is_up() && (dirty > 0 || pending_tables) {
             match inner.flush_all(None).await {

@@ -3,6 +3,11 @@
 //! with PostgreSQL down knows every table and enforces the same schemas. ⚑ It is saved
 //! before any WAL truncation that follows a change, so a truncation never forgets a
 //! table or its schema.
+//!
+//! It also keeps `unverified_since`: the first LSN handed out since PostgreSQL's LSN
+//! floor was last checked (see [`crate::connect`]). A run that never reaches PostgreSQL
+//! leaves it set, so the run that does knows which records of the WAL are writes to move
+//! above PostgreSQL's rows, however many restarts lie between.
 
 use std::sync::{Arc, PoisonError};
 
@@ -21,6 +26,8 @@ const VERSION: u32 = 1;
 struct Saved {
     version: u32,
     tables: Vec<SavedTable>,
+    #[serde(default)]
+    unverified_since: Option<Lsn>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -31,7 +38,7 @@ struct SavedTable {
 }
 
 /// The catalogue of `tables` as the meta file's payload.
-pub(crate) fn encode(tables: &Tables) -> Vec<u8> {
+fn encode(tables: &Tables, unverified_since: Option<Lsn>) -> Vec<u8> {
     let tables = tables
         .all()
         .iter()
@@ -40,13 +47,19 @@ pub(crate) fn encode(tables: &Tables) -> Vec<u8> {
             SavedTable { name: t.name.clone(), schema: schema.to_json(), lsn }
         })
         .collect();
-    serde_json::to_vec(&Saved { version: VERSION, tables }).unwrap_or_default()
+    serde_json::to_vec(&Saved { version: VERSION, tables, unverified_since }).unwrap_or_default()
+}
+
+/// What [`load`] found.
+pub(crate) struct Loaded {
+    pub payload: Vec<u8>,
+    pub unverified_since: Option<Lsn>,
 }
 
 /// Loads the catalogue saved in `wal`'s directory into `tables` (PostgreSQL gets each
-/// table again on its first flush). Returns the payload, `None` when there is none: a
-/// directory that never reached PostgreSQL.
-pub(crate) fn load(wal: &Wal, tables: &Tables) -> Result<Option<Vec<u8>>> {
+/// table again on its first flush). `None` when there is none: a directory that never
+/// reached PostgreSQL.
+pub(crate) fn load(wal: &Wal, tables: &Tables) -> Result<Option<Loaded>> {
     let Some(payload) = wal.read_meta()? else { return Ok(None) };
     let bad = |problem| Error::Wal(memdb_wal::Error::BadMeta { problem });
     let saved: Saved = serde_json::from_slice(&payload).map_err(|_| bad("not a memdb table catalogue"))?;
@@ -60,20 +73,26 @@ pub(crate) fn load(wal: &Wal, tables: &Tables) -> Result<Option<Vec<u8>>> {
         let (table, _) = tables.get_or_insert(&t.name, schema.clone(), false);
         table.recover_schema(schema, t.lsn);
     }
-    Ok(Some(payload))
+    Ok(Some(Loaded { payload, unverified_since: saved.unverified_since }))
 }
 
 impl Inner {
+    /// The first LSN handed out since PostgreSQL's LSN floor was last checked; `None`
+    /// once checked in this run.
+    pub(crate) fn unverified_since(&self) -> Option<Lsn> {
+        Some(self.unverified_since.load(std::sync::atomic::Ordering::Acquire)).filter(|&l| l > 0)
+    }
+
     /// The catalogue's bytes if they differ from those last saved.
     pub(crate) fn catalogue_if_changed(&self) -> Option<Vec<u8>> {
-        let bytes = encode(&self.tables);
+        let bytes = encode(&self.tables, self.unverified_since());
         let saved = self.catalogue_saved.lock().unwrap_or_else(PoisonError::into_inner);
         (*saved != bytes).then_some(bytes)
     }
 
     /// Saves the catalogue in the WAL directory now.
     pub(crate) async fn save_catalogue(&self) -> Result<()> {
-        let bytes = encode(&self.tables);
+        let bytes = encode(&self.tables, self.unverified_since());
         let wal = Arc::clone(&self.wal);
         let bytes = tokio::task::spawn_blocking(move || wal.write_meta(&bytes).map(|()| bytes))
             .await

@@ -4,11 +4,12 @@
 //!
 //! ⚑ LSNs only grow across PostgreSQL too. Normally the WAL is ahead of PostgreSQL (a
 //! batch is flushed only once durable in the WAL). A WAL restored from an older copy, or
-//! a new WAL directory, may be behind: writes accepted since open may then hold LSNs at
-//! or below rows PostgreSQL has, and the LSN guard would drop them. They are moved: the
-//! WAL is advanced above PostgreSQL's highest LSN and each is logged again there.
-//! Records replayed from the WAL keep their LSNs: they are older than this run, and the
-//! guard rightly keeps a newer row over them.
+//! a new WAL directory, may be behind: writes accepted since — in this run, or in earlier
+//! runs that never reached PostgreSQL (`unverified_since`, kept in the catalogue) — may
+//! then hold LSNs at or below rows PostgreSQL has, and the LSN guard would drop them.
+//! They are moved: the WAL is advanced above PostgreSQL's highest LSN and each is logged
+//! again there. Records below `unverified_since` keep their LSNs: they are the old
+//! copy's, and the guard rightly keeps a newer row over them.
 
 use memdb_wal::Lsn;
 
@@ -56,21 +57,27 @@ impl Inner {
             }
         }
         let floor = store.max_lsn(&names).await?;
-        let moved = self.move_above(floor)?;
+        let moved = match self.unverified_since() {
+            Some(since) => self.move_above(since, floor)?,
+            None => 0,
+        };
+        // Checked: records from here on are above PostgreSQL's rows by construction.
+        self.unverified_since.store(0, std::sync::atomic::Ordering::Release);
+        self.save_catalogue().await?;
         tracing::info!(tables = names.len(), pg_max_lsn = floor, moved, "connected to PostgreSQL");
         Ok(())
     }
 
-    /// Moves this run's writes at or below `floor` (PostgreSQL's highest LSN) above it.
-    /// Returns how many records were logged again.
-    fn move_above(&self, floor: Lsn) -> Result<usize> {
-        if floor < self.run_start {
+    /// Moves the writes from `since` on that are at or below `floor` (PostgreSQL's
+    /// highest LSN) above it. Returns how many records were logged again.
+    fn move_above(&self, since: Lsn, floor: Lsn) -> Result<usize> {
+        if floor < since {
             return Ok(0);
         }
         self.wal.advance_to(floor + 1)?;
         let mut moved = 0;
         for t in self.tables.all() {
-            for key in t.cache.dirty_keys_in(self.run_start..=floor) {
+            for key in t.cache.dirty_keys_in(since..=floor) {
                 // The current value, logged again at a new LSN; a write that raced in
                 // meanwhile is above the floor already, and logging it again is harmless.
                 let again = |current: Option<&str>| {

@@ -40,8 +40,10 @@ pub(crate) struct Inner {
     pub wal: Arc<Wal>,
     /// ⚑ PostgreSQL, only through [`Inner::pg`] (after the first connection's work).
     pub pg: Pg,
-    /// The first LSN this run hands out: records below it were replayed.
-    pub run_start: Lsn,
+    /// The first LSN handed out since PostgreSQL's LSN floor was last checked (this
+    /// run's first, or an earlier run's that never connected); 0 once checked. Saved in
+    /// the catalogue (see [`crate::catalogue`]).
+    pub unverified_since: std::sync::atomic::AtomicU64,
     pub tables: Tables,
     pub clock: Clock,
     pub counters: Counters,
@@ -67,12 +69,16 @@ pub(crate) struct Inner {
 }
 
 impl MemDb {
-    /// Opens the database: connects to PostgreSQL, opens the WAL, replays what
-    /// PostgreSQL has not seen yet, and starts the background flush and eviction.
+    /// Opens the database: locks and opens the WAL, loads the table catalogue kept in
+    /// its directory, replays every record PostgreSQL may not have seen into memory, and
+    /// starts the background task — then returns, without waiting for PostgreSQL. The
+    /// backlog drains into PostgreSQL in the background (`stats().replay_backlog`), also
+    /// if PostgreSQL only answers later.
     ///
     /// # Errors
-    /// Configuration, PostgreSQL (unreachable at open), and WAL errors (e.g. corruption,
-    /// or the WAL directory being in use by another process).
+    /// Configuration and WAL errors (e.g. corruption, or the WAL directory being in use
+    /// by another process). The first open of a WAL directory (it has no catalogue yet)
+    /// needs PostgreSQL once: [`Error::Unavailable`] without it.
     ///
     /// # Cancel safety
     /// Dropped before it returns, nothing is lost: the WAL directory is released when
@@ -267,7 +273,8 @@ impl MemDb {
     /// cached as clean.
     ///
     /// # Errors
-    /// Validation errors and PostgreSQL errors on a miss.
+    /// Validation errors and PostgreSQL errors on a miss; [`Error::Unavailable`] at once
+    /// on a miss while PostgreSQL is known to be down.
     ///
     /// # Cancel safety
     /// Cancel-safe: a read changes nothing but the cache (a miss caches the record only
@@ -346,7 +353,8 @@ impl MemDb {
     /// Records are in the `data` JSONB column, e.g. `data->>'status' = 'active'`.
     ///
     /// # Errors
-    /// PostgreSQL errors (including bad SQL) and flush errors.
+    /// PostgreSQL errors (including bad SQL) and flush errors; [`Error::Unavailable`] at
+    /// once while PostgreSQL is known to be down.
     ///
     /// # Cancel safety
     /// Cancel-safe: it flushes the table first; dropped at any await, the records it had taken go back to their
@@ -389,7 +397,8 @@ impl MemDb {
     /// number of records written.
     ///
     /// # Errors
-    /// PostgreSQL errors; the records stay dirty and are retried.
+    /// PostgreSQL errors ([`Error::Unavailable`] at once while it is known to be down);
+    /// the records stay dirty and are retried.
     ///
     /// # Cancel safety
     /// Cancel-safe: dropped at any await, the records it had taken go back to their

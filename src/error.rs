@@ -86,7 +86,10 @@ pub enum Error {
     /// memory, `get_uncached`, `query`, `flush`) fails at once instead of waiting out a
     /// timeout. Writes go on into the WAL and memory; what memory holds reads as usual;
     /// the backlog drains once a background probe gets through.
-    #[error("PostgreSQL is unavailable (down for {down_for:?}: {cause}); {what} needs it. Writes go on into the WAL")]
+    #[error(
+        "PostgreSQL is unavailable: known down for {down_for:?} ({cause}), so {what} was not tried; \
+         writes go on into the WAL and memory, and the backlog drains once it answers"
+    )]
     Unavailable {
         /// What needed PostgreSQL.
         what: &'static str,

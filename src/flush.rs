@@ -26,6 +26,10 @@ impl Inner {
     /// Flushes one table or all, then truncates the WAL below the watermark.
     pub(crate) async fn flush_all(&self, only: Option<&Arc<Table>>) -> Result<usize> {
         let _flushing = self.flush_lock.lock().await;
+        // ⚑ The first connection's work (which may log records again, above
+        // PostgreSQL's LSNs) is done before any batch is taken: a batch holds its
+        // records off the dirty lists, where that work would not see them.
+        self.pg().await?;
         let tables = only.map_or_else(|| self.tables.all(), |t| vec![Arc::clone(t)]);
         let mut flushed = 0;
         let mut outcome = Ok(());
@@ -147,7 +151,6 @@ impl Inner {
                 }
             }
         }
-        self.drain.check(floor);
         // ⚑ The catalogue is saved before the segments holding create records go.
         let catalogue = self.catalogue_if_changed();
         let wal = Arc::clone(&self.wal);
@@ -162,6 +165,9 @@ impl Inner {
         if let Some(bytes) = saved {
             *self.catalogue_saved.lock().unwrap_or_else(PoisonError::into_inner) = bytes;
         }
+        // After the truncation: once the backlog counts as drained, the WAL holds no
+        // more of it than it must.
+        self.drain.check(floor);
         tracing::debug!(watermark = floor - 1, removed, "WAL truncated");
         Ok(())
     }

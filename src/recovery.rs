@@ -7,7 +7,7 @@
 //! Replay is idempotent: records PostgreSQL already has are rewritten under the LSN
 //! guard, which changes nothing; a crash during recovery just recovers again.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -76,17 +76,20 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
     .map_err(|_| Error::Closed)??;
     memdb_wal::kill_point::hit(memdb_wal::kill_point::DURING_RECOVERY);
     let backlog = tables.dirty();
+    // Writes from here on are unverified against PostgreSQL's LSN floor until the first
+    // connection — and so are those of earlier runs that never connected.
+    let unverified_since = catalogue.as_ref().and_then(|c| c.unverified_since).unwrap_or(run_start);
     let wake = Arc::new(Notify::new());
     let inner = Arc::new(Inner {
         config,
         wal,
         pg: Pg::new(store),
-        run_start,
+        unverified_since: AtomicU64::new(unverified_since),
         tables,
         clock,
         counters: Counters::default(),
         drain: Drain::new(replayed, run_start - 1, backlog),
-        catalogue_saved: Mutex::new(catalogue.clone().unwrap_or_default()),
+        catalogue_saved: Mutex::new(catalogue.as_ref().map(|c| c.payload.clone()).unwrap_or_default()),
         syncer,
         flush_lock: tokio::sync::Mutex::new(()),
         wake: Arc::clone(&wake),
@@ -98,8 +101,12 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         #[cfg(feature = "internals")]
         inject_panic: AtomicBool::new(false),
     });
-    if catalogue.is_none() {
-        learn_from_postgres(&inner).await?;
+    match catalogue {
+        None => learn_from_postgres(&inner).await?,
+        // ⚑ Saved before any write of this run is acknowledged: a crash before the first
+        // connection leaves the next run knowing where the unverified writes begin.
+        Some(c) if c.unverified_since.is_none() => inner.save_catalogue().await?,
+        Some(_) => {}
     }
     tracing::info!(replayed, backlog, elapsed = ?started.elapsed(), "memdb opened; the backlog drains in the background");
     let task = crate::background::spawn(&inner, wake);

@@ -2,7 +2,8 @@
 //! `Sync`, PostgreSQL directly (an upsert per operation, `synchronous_commit` on and off,
 //! one connection per task) and a bare concurrent map, with the limits beside — the
 //! disk's raw fdatasync rate and a plain COPY into the same GIN-indexed table — then the
-//! scale series (10k … 5M records: insert, get, memory, flush, crash recovery).
+//! scale series (10k … 5M records: insert, get, memory, flush, crash recovery: open with
+//! PostgreSQL up and down against the WAL-only replay, the drain and the foreground meanwhile).
 //!
 //! Prints a Markdown table of ops/s, p50/p99/p99.9 per operation kind, flush rows/s, WAL
 //! bytes per record, memory per cached record, every memdb figure as a ratio to every

@@ -1,6 +1,8 @@
 //! The scale series: at each size, insert and get throughput, memory and WAL bytes per
-//! record, then a crash and the recovery (reopen: WAL replay plus drain into PostgreSQL)
-//! beside the flush of as many fresh records — so cost growth with the data shows.
+//! record, then a crash and the recovery — the WAL-only replay of the log as a baseline,
+//! open with PostgreSQL unreachable, open with it up, and the drain into PostgreSQL in the
+//! background with the foreground's p99.9 measured meanwhile — beside the flush of as
+//! many fresh records, so cost growth with the data shows.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +13,7 @@ use memdb::{Durability, MemDb};
 use crate::common::heap::{COUNTING, Heap};
 use crate::common::record::{Call, Keys};
 use crate::common::setup::config;
+use crate::hist::Hist;
 use crate::phases::Ctx;
 use crate::report::{ScalePoint, fmt_rate};
 use crate::systems::memdb::MemdbSystem;
@@ -84,20 +87,35 @@ pub fn point(ctx: &Ctx, n: u64) -> ScalePoint {
         let get_per_s = tokio::task::block_in_place(|| get_rate(&db, &a, n, gets));
         eprintln!("  scale {n}: {} gets/s", fmt_rate(get_per_s));
 
-        // Kill, reopen: the WAL replays into memory and drains into PostgreSQL.
+        // Kill; the WAL-only replay (the floor any open must pay), then open with
+        // PostgreSQL unreachable, then with it up: open returns once the WAL is in memory.
+        db.crash().await;
+        let wal_replay = wal_only_replay(dir.path());
+        // Port 1: nothing listens; the directory's catalogue lets open go on without it.
+        let down = config("host=127.0.0.1 port=1 user=memdb dbname=memdb", dir.path(), Durability::default());
+        let start = Instant::now();
+        let db = MemDb::open(down).await.expect("open with PostgreSQL unreachable");
+        let open_down = start.elapsed();
+        assert_eq!(db.stats().replay_backlog as u64, n, "the whole backlog is in memory");
         db.crash().await;
         let start = Instant::now();
         let db = MemDb::open(config(&ctx.dsn, dir.path(), Durability::default())).await.expect("reopen");
-        let recovery = start.elapsed();
-        let stats = db.stats();
-        assert_eq!(stats.dirty_records, 0, "recovery drained every record into PostgreSQL");
+        let open_up = start.elapsed();
+        let (drain, gets, inserts) = foreground_until_drained(&db, &a, &b, &keys, n).await;
         let client = connect(&ctx.dsn).await;
         let rows: i64 = client.query_one(&format!("SELECT count(*) FROM memdb_{a}"), &[]).await.expect("count").get(0);
         assert_eq!(rows as u64, n, "PostgreSQL holds every recovered record");
-        eprintln!("  scale {n}: recovery {recovery:.2?} ({} rows/s)", fmt_rate(n as f64 / recovery.as_secs_f64()));
+        eprintln!(
+            "  scale {n}: WAL-only replay {wal_replay:.2?}; open {open_up:.2?} (PostgreSQL down: {open_down:.2?}); \
+             drained {drain:.2?} ({} rows/s), foreground p99.9 get {:.1} µs, insert {:.1} µs",
+            fmt_rate(n as f64 / drain.as_secs_f64()),
+            gets.quantile(0.999) as f64 / 1e3,
+            inserts.quantile(0.999) as f64 / 1e3
+        );
 
-        // The flush of as many fresh records into an empty table, for comparison.
-        db.create_table(&b, &serde_json::json!({})).await.expect("create table");
+        // The flush of as many fresh records into an empty table, for comparison (the
+        // foreground wrote other keys of it during the drain).
+        db.flush(None).await.expect("flush the foreground's writes");
         let keys_b = Arc::new(Keys::of(n..2 * n));
         insert_all(&db, &b, &keys_b, n).await;
         let start = Instant::now();
@@ -118,7 +136,51 @@ pub fn point(ctx: &Ctx, n: u64) -> ScalePoint {
             rss_bytes_per_record: rss_bytes,
             wal_bytes_per_record: wal_bytes,
             flush_s: flush.as_secs_f64(),
-            recovery_s: recovery.as_secs_f64(),
+            wal_replay_s: wal_replay.as_secs_f64(),
+            open_up_s: open_up.as_secs_f64(),
+            open_down_s: open_down.as_secs_f64(),
+            drain_s: drain.as_secs_f64(),
+            drain_get_p999_us: gets.quantile(0.999) as f64 / 1e3,
+            drain_insert_p999_us: inserts.quantile(0.999) as f64 / 1e3,
         }
     })
+}
+
+/// Opens the WAL alone and reads every record: what any recovery must pay at least.
+fn wal_only_replay(dir: &std::path::Path) -> Duration {
+    let start = Instant::now();
+    let wal = memdb::wal::Wal::open(dir, memdb::wal::Options::default()).expect("open the WAL alone");
+    let mut records = 0u64;
+    for record in wal.replay(1) {
+        record.expect("a valid record");
+        records += 1;
+    }
+    let took = start.elapsed();
+    assert!(records > 0, "the WAL holds the backlog");
+    drop(wal);
+    took
+}
+
+/// One foreground task — a get of a backlog record, then an insert of a new one into
+/// `other` — timed while the backlog drains; returns the time until drained and the
+/// latencies.
+async fn foreground_until_drained(db: &MemDb, table: &str, other: &str, keys: &Keys, n: u64) -> (Duration, Hist, Hist) {
+    let start = Instant::now();
+    let (mut gets, mut inserts) = (Hist::default(), Hist::default());
+    let mut call = Call::new(9);
+    let mut i = 0u64;
+    loop {
+        if i.is_multiple_of(64) && db.stats().replay_backlog == 0 {
+            break;
+        }
+        let t = Instant::now();
+        assert!(db.get(table, keys.get((i * 7919) % n)).await.expect("get").is_some(), "a backlog record");
+        gets.record(t.elapsed().as_nanos() as u64);
+        call.vary(i);
+        let t = Instant::now();
+        db.insert(other, &format!("drain-{i}"), &call).await.expect("insert");
+        inserts.record(t.elapsed().as_nanos() as u64);
+        i += 1;
+    }
+    (start.elapsed(), gets, inserts)
 }

@@ -11,7 +11,7 @@
 //! concurrently and the WAL rotates through small segments. The parent `SIGKILL`s it
 //! after a random delay (5–500 ms by default) and starts the next child.
 //!
-//! With its own private PostgreSQL (no `pg_dsn`), every fourth child runs with
+//! With its own private PostgreSQL (no `pg_dsn`) and no kill point, every fourth child runs with
 //! PostgreSQL stopped across its whole life: it opens on the WAL alone, writes (puts and
 //! deletes; a patch may need PostgreSQL), and is killed while PostgreSQL is still down;
 //! then PostgreSQL starts, and the next child drains the backlog and is checked.

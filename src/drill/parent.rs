@@ -70,8 +70,9 @@ pub fn run(options: &Options, mut child: impl FnMut() -> Command) -> Result<Repo
         } else {
             Durability::Periodic(PERIODIC)
         });
-        // Every fourth child lives with PostgreSQL stopped (not the last: it checks).
-        let pg_down = server.is_some() && !last && drill % 4 == 3;
+        // Every fourth child of a run of random kills lives with PostgreSQL stopped (not
+        // the last: it checks).
+        let pg_down = server.is_some() && options.kill_point.is_none() && !last && drill % 4 == 3;
         // A child killed during recovery never checks anything: arm every other one.
         let armed = options
             .kill_point

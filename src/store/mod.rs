@@ -77,9 +77,24 @@ impl StoreError {
     fn from_pg(what: &'static str, e: &tokio_postgres::Error) -> Self {
         match e.as_db_error() {
             Some(db) => Self::Rejected { what, code: db.code().code().to_owned(), message: db.message().to_owned() },
-            None => Self::Unavailable { what, message: e.to_string() },
+            None => Self::Unavailable { what, message: with_sources(e) },
         }
     }
+}
+
+/// An error's message followed by its sources' (the driver's own often says only
+/// "error connecting to server"; the cause, e.g. "Connection refused", is below it).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !message.contains(&next) {
+            message = format!("{message}: {next}");
+        }
+        source = s.source();
+    }
+    message
 }
 
 /// A row of a query: the key and the record's JSON text.
@@ -177,7 +192,8 @@ impl Store {
         f: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
         let work = async {
-            let client = self.pool.get().await.map_err(|e| StoreError::Unavailable { what, message: e.to_string() })?;
+            let client =
+                self.pool.get().await.map_err(|e| StoreError::Unavailable { what, message: with_sources(&e) })?;
             f(&client).await.map_err(|e| StoreError::from_pg(what, &e))
         };
         let result = match tokio::time::timeout(self.timeout, work).await {
