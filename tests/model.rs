@@ -3,8 +3,10 @@
 //! dropped after a random number of polls — with close, crash (`MemDb::crash`) and
 //! power cuts (the simulated disk drops what was not synced), each followed by a reopen,
 //! and PostgreSQL restarted under a running engine (one sequence in 50, on a private
-//! cluster of the test's own), in `Sync` and `Periodic` mode, with and without
-//! `max_cached_records`.
+//! cluster of the test's own) or stopped for a third of a sequence (one in 25: the
+//! engine reopens with it down, serves from memory, fails what needs it with
+//! `Unavailable`, and drains once it is back), in `Sync` and `Periodic` mode, with and
+//! without `max_cached_records`.
 //!
 //! The model keeps, per key, every value the engine may hold now (a dropped write may or
 //! may not have happened) and every value a power cut may leave (in `Periodic` mode,
@@ -72,8 +74,10 @@ struct Key {
 struct Model {
     keys: BTreeMap<String, Key>,
     sync: bool,
-    /// PostgreSQL was restarted in this sequence: calls that reach it may fail.
+    /// PostgreSQL was restarted or stopped in this sequence: calls that reach it may fail.
     bounced: bool,
+    /// PostgreSQL is stopped now: no flush or check can complete.
+    down: bool,
     log: Vec<String>,
     seed: u64,
 }
@@ -82,7 +86,7 @@ impl Model {
     fn new(seed: u64, sync: bool) -> Self {
         let keys =
             (0..KEYS).map(|k| (format!("s{seed:016x}-k{k}"), Key { now: vec![None], durable: vec![None] })).collect();
-        Self { keys, sync, bounced: false, log: Vec::new(), seed }
+        Self { keys, sync, bounced: false, down: false, log: Vec::new(), seed }
     }
 
     fn context(&self) -> String {
@@ -161,11 +165,12 @@ async fn check_everything(db: &MemDb, pg: &tokio_postgres::Client, model: &mut M
 }
 
 /// A call's outcome: `None` if it was dropped, or failed because PostgreSQL was
-/// restarted under it (it then did not happen, or did without being acknowledged).
+/// restarted or stopped under it (it then did not happen, or did without being
+/// acknowledged).
 fn settled<T>(done: Option<memdb::Result<T>>, model: &Model, what: &str) -> Option<T> {
     match done? {
         Ok(value) => Some(value),
-        Err(memdb::Error::Postgres(_)) if model.bounced => None,
+        Err(memdb::Error::Postgres(_) | memdb::Error::Unavailable { .. }) if model.bounced => None,
         Err(e) => panic!("{what}: {e}\n{}", model.context()),
     }
 }
@@ -200,6 +205,8 @@ struct Tally {
     crashes: usize,
     power_cuts: usize,
     pg_restarts: usize,
+    pg_outages: usize,
+    down_reopens: usize,
     checks: usize,
 }
 
@@ -226,9 +233,33 @@ impl Pg {
         self.client = common::pg(&self.dsn).await;
         true
     }
+
+    /// Stops (`up == false`) or starts the server (no-op on `PG_DSN`); returns whether
+    /// it did.
+    async fn set_up(&mut self, up: bool) -> bool {
+        let Some(cluster) = self.cluster.clone() else { return false };
+        tokio::task::spawn_blocking(move || if up { cluster.start_server() } else { cluster.stop_server() })
+            .await
+            .expect("task")
+            .expect("stop or start PostgreSQL");
+        if up {
+            self.client = common::pg(&self.dsn).await;
+        }
+        true
+    }
 }
 
-async fn run_sequence(seed: u64, base: &Config, pg: &mut Pg, restart_pg_at: Option<usize>, tally: &mut Tally) {
+/// What happens to PostgreSQL in a sequence.
+#[derive(Clone, Copy)]
+enum PgEvent {
+    None,
+    /// Restarted before this operation.
+    RestartAt(usize),
+    /// Stopped before the first operation of the range, started before the last.
+    DownDuring(usize, usize),
+}
+
+async fn run_sequence(seed: u64, base: &Config, pg: &mut Pg, event: PgEvent, tally: &mut Tally) {
     let mut rng = Rng(seed);
     let sync = rng.chance(50);
     let mut config = base.clone();
@@ -239,10 +270,23 @@ async fn run_sequence(seed: u64, base: &Config, pg: &mut Pg, restart_pg_at: Opti
     let mut db = open(&config, &disk, &model).await;
     let mut counter = 0u64;
     for op in 0..OPS {
-        if restart_pg_at == Some(op) && pg.restart().await {
-            model.log.push("postgres restart".into());
-            model.bounced = true;
-            tally.pg_restarts += 1;
+        match event {
+            PgEvent::RestartAt(at) if at == op && pg.restart().await => {
+                model.log.push("postgres restart".into());
+                model.bounced = true;
+                tally.pg_restarts += 1;
+            }
+            PgEvent::DownDuring(from, _) if from == op && pg.set_up(false).await => {
+                model.log.push("postgres stopped".into());
+                (model.bounced, model.down) = (true, true);
+                tally.pg_outages += 1;
+            }
+            PgEvent::DownDuring(_, to) if to == op && model.down => {
+                pg.set_up(true).await;
+                model.log.push("postgres started".into());
+                model.down = false;
+            }
+            _ => {}
         }
         tally.ops += 1;
         let key = model.keys.keys().nth(rng.below(KEYS as u64) as usize).cloned().expect("a key");
@@ -320,7 +364,9 @@ async fn run_sequence(seed: u64, base: &Config, pg: &mut Pg, restart_pg_at: Opti
             72..=81 => {
                 model.log.push("flush".into());
                 let done = maybe_dropped(&mut rng, db.flush(None)).await;
-                if settled(done, &model, "flush").is_some() {
+                // With PostgreSQL down a flush with nothing to write succeeds; the check
+                // waits until it is back.
+                if settled(done, &model, "flush").is_some() && !model.down {
                     model.all_durable();
                     check_everything(&db, &pg.client, &mut model, "after a flush").await;
                     tally.checks += 1;
@@ -357,10 +403,15 @@ async fn run_sequence(seed: u64, base: &Config, pg: &mut Pg, restart_pg_at: Opti
                 }
                 model.restarted(kind == "power cut");
                 db = open(&config, &disk, &model).await;
-                flush_until_done(&db, &model).await;
-                model.all_durable();
-                check_everything(&db, &pg.client, &mut model, &format!("after a {kind} and a reopen")).await;
-                tally.checks += 1;
+                // With PostgreSQL down the reopened engine serves from memory; the
+                // check waits until it is back.
+                tally.down_reopens += usize::from(model.down);
+                if !model.down {
+                    flush_until_done(&db, &model).await;
+                    model.all_durable();
+                    check_everything(&db, &pg.client, &mut model, &format!("after a {kind} and a reopen")).await;
+                    tally.checks += 1;
+                }
             }
         }
     }
@@ -421,13 +472,19 @@ async fn the_engine_keeps_every_acknowledged_write_under_random_cancels_closes_c
     let started = std::time::Instant::now();
     for i in 0..sequences {
         let sequence_seed = Rng(seed ^ i).next();
-        // PostgreSQL restarts mid-sequence in one sequence of every 50.
-        let restart_pg_at = (i % 50 == 25).then_some(OPS / 2);
-        run_sequence(sequence_seed, &config, &mut pg, restart_pg_at, &mut tally).await;
+        // PostgreSQL restarts mid-sequence in one sequence of every 50, and is down for
+        // its middle third in one of every 25.
+        let event = match i % 50 {
+            25 => PgEvent::RestartAt(OPS / 2),
+            12 | 37 => PgEvent::DownDuring(OPS / 3, 2 * OPS / 3),
+            _ => PgEvent::None,
+        };
+        run_sequence(sequence_seed, &config, &mut pg, event, &mut tally).await;
     }
     common::report(&format!(
         "model: {sequences} sequences (MEMDB_SEED={seed}) in {:.1} s: {} operations, {} futures dropped, {} closes, \
-         {} crashes, {} power cuts, {} PostgreSQL restarts, {} full checks of memory and PostgreSQL, lost 0",
+         {} crashes, {} power cuts, {} PostgreSQL restarts, {} PostgreSQL outages ({} reopens while it was down), \
+         {} full checks of memory and PostgreSQL, lost 0",
         started.elapsed().as_secs_f64(),
         tally.ops,
         tally.dropped,
@@ -435,6 +492,8 @@ async fn the_engine_keeps_every_acknowledged_write_under_random_cancels_closes_c
         tally.crashes,
         tally.power_cuts,
         tally.pg_restarts,
+        tally.pg_outages,
+        tally.down_reopens,
         tally.checks,
     ));
 }
