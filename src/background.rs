@@ -108,7 +108,7 @@ async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
         }
         let waited = last_flush.elapsed();
         // The backlog replayed at open drains at once, not a flush interval later.
-        let draining = inner.drain.left() > 0;
+        let draining = inner.drain.left() > 0 && inner.tables.awaiting_flush() > 0;
         let due = back || waited >= config.flush_interval.max(backoff) || ((pressing || draining) && waited >= backoff);
         let pending_tables = inner.tables.all().iter().any(|t| !t.pg_ready());
         if due && inner.pg.is_up() && (dirty > 0 || pending_tables) {

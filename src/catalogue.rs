@@ -9,7 +9,7 @@
 //! leaves it set, so the run that does knows which records of the WAL are writes to move
 //! above PostgreSQL's rows, however many restarts lie between.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use memdb_wal::{Lsn, Wal};
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ use crate::validate;
 const VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
-struct Saved {
+struct Stored {
     version: u32,
     tables: Vec<SavedTable>,
     #[serde(default)]
@@ -47,7 +47,7 @@ fn encode(tables: &Tables, unverified_since: Option<Lsn>) -> Vec<u8> {
             SavedTable { name: t.name.clone(), schema: schema.to_json(), lsn }
         })
         .collect();
-    serde_json::to_vec(&Saved { version: VERSION, tables, unverified_since }).unwrap_or_default()
+    serde_json::to_vec(&Stored { version: VERSION, tables, unverified_since }).unwrap_or_default()
 }
 
 /// What [`load`] found.
@@ -62,7 +62,7 @@ pub(crate) struct Loaded {
 pub(crate) fn load(wal: &Wal, tables: &Tables) -> Result<Option<Loaded>> {
     let Some(payload) = wal.read_meta()? else { return Ok(None) };
     let bad = |problem| Error::Wal(memdb_wal::Error::BadMeta { problem });
-    let saved: Saved = serde_json::from_slice(&payload).map_err(|_| bad("not a memdb table catalogue"))?;
+    let saved: Stored = serde_json::from_slice(&payload).map_err(|_| bad("not a memdb table catalogue"))?;
     if saved.version != VERSION {
         return Err(bad("a table catalogue of another version: open it with the memdb that wrote it"));
     }
@@ -76,6 +76,47 @@ pub(crate) fn load(wal: &Wal, tables: &Tables) -> Result<Option<Loaded>> {
     Ok(Some(Loaded { payload, unverified_since: saved.unverified_since }))
 }
 
+/// The catalogue as last saved, and the generation of the last snapshot taken.
+#[derive(Default)]
+pub(crate) struct Saved {
+    taken: u64,
+    generation: u64,
+    bytes: Vec<u8>,
+}
+
+impl Saved {
+    /// What the meta file holds at open.
+    pub(crate) fn loaded(bytes: Vec<u8>) -> Self {
+        Self { bytes, ..Self::default() }
+    }
+}
+
+/// The catalogue encoded at one moment. Snapshots are numbered in the order they were
+/// encoded, and ⚑ an older one is never written over a newer one: the blocking task of a
+/// cancelled flush may run after a later flush saved a newer catalogue.
+pub(crate) struct Snapshot {
+    saved: Arc<Mutex<Saved>>,
+    generation: u64,
+    bytes: Vec<u8>,
+}
+
+impl Snapshot {
+    /// Writes the snapshot to the meta file, unless it is what is saved or a newer
+    /// snapshot was handled already. Blocks (a write and two syncs).
+    pub(crate) fn save_if_changed(self, wal: &Wal) -> Result<(), memdb_wal::Error> {
+        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.generation <= saved.generation {
+            return Ok(());
+        }
+        if self.bytes != saved.bytes {
+            wal.write_meta(&self.bytes)?;
+            saved.bytes = self.bytes;
+        }
+        saved.generation = self.generation;
+        Ok(())
+    }
+}
+
 impl Inner {
     /// The first LSN handed out since PostgreSQL's LSN floor was last checked; `None`
     /// once checked in this run.
@@ -83,21 +124,19 @@ impl Inner {
         Some(self.unverified_since.load(std::sync::atomic::Ordering::Acquire)).filter(|&l| l > 0)
     }
 
-    /// The catalogue's bytes if they differ from those last saved.
-    pub(crate) fn catalogue_if_changed(&self) -> Option<Vec<u8>> {
+    /// The catalogue now, numbered (see [`Snapshot`]).
+    pub(crate) fn catalogue_snapshot(&self) -> Snapshot {
+        let mut saved = self.catalogue_saved.lock().unwrap_or_else(PoisonError::into_inner);
+        saved.taken += 1;
         let bytes = encode(&self.tables, self.unverified_since());
-        let saved = self.catalogue_saved.lock().unwrap_or_else(PoisonError::into_inner);
-        (*saved != bytes).then_some(bytes)
+        Snapshot { saved: Arc::clone(&self.catalogue_saved), generation: saved.taken, bytes }
     }
 
-    /// Saves the catalogue in the WAL directory now.
+    /// Saves the catalogue in the WAL directory now (if it changed).
     pub(crate) async fn save_catalogue(&self) -> Result<()> {
-        let bytes = encode(&self.tables, self.unverified_since());
+        let snapshot = self.catalogue_snapshot();
         let wal = Arc::clone(&self.wal);
-        let bytes = tokio::task::spawn_blocking(move || wal.write_meta(&bytes).map(|()| bytes))
-            .await
-            .map_err(|_| Error::Closed)??;
-        *self.catalogue_saved.lock().unwrap_or_else(PoisonError::into_inner) = bytes;
+        tokio::task::spawn_blocking(move || snapshot.save_if_changed(&wal)).await.map_err(|_| Error::Closed)??;
         Ok(())
     }
 }

@@ -61,6 +61,11 @@ impl Inner {
             Some(since) => self.move_above(since, floor)?,
             None => 0,
         };
+        if moved > 0 {
+            // ⚑ The moved records are durable before the mark that they need moving
+            // goes: a power cut must not leave the originals unmarked.
+            self.durable_through(self.wal.next_lsn() - 1).await?;
+        }
         // Checked: records from here on are above PostgreSQL's rows by construction.
         self.unverified_since.store(0, std::sync::atomic::Ordering::Release);
         self.save_catalogue().await?;

@@ -49,7 +49,7 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub drain: Drain,
     /// The catalogue as last saved in the WAL directory (see [`crate::catalogue`]).
-    pub catalogue_saved: Mutex<Vec<u8>>,
+    pub catalogue_saved: Arc<Mutex<crate::catalogue::Saved>>,
     pub syncer: Option<Syncer>,
     /// One flush at a time (the WAL watermark depends on it).
     pub flush_lock: tokio::sync::Mutex<()>,
@@ -154,7 +154,9 @@ impl MemDb {
     /// does not exist yet is created with an empty schema, as in the original.
     ///
     /// # Errors
-    /// Validation errors (nothing written), [`Error::Backpressure`], WAL errors.
+    /// Validation errors (nothing written), [`Error::Backpressure`], WAL errors;
+    /// [`Error::Unavailable`] for a table this WAL directory does not know while
+    /// PostgreSQL is down (it may be there, with a schema).
     ///
     /// # Cancel safety
     /// Dropped before it returns, the write may or may not have happened (it is then in
@@ -260,7 +262,7 @@ impl MemDb {
         self.check_writable()?;
         validate::table_name(table)?;
         validate::key(key)?;
-        let Some(t) = self.inner.tables.get(table) else { return Ok(()) };
+        let Some(t) = self.inner.table(table).await? else { return Ok(()) };
         tokio::task::coop::consume_budget().await; // see `upsert`
         self.inner.backpressure().await?;
         let inner = &self.inner;
@@ -298,7 +300,11 @@ impl MemDb {
             Some(Err((t, epoch))) => Box::pin(inner.get_miss(&t, key, epoch)).await,
             None => {
                 validate::table_name(table)?;
-                Ok(None)
+                match Box::pin(inner.table(table)).await? {
+                    // Learnt from PostgreSQL's catalogue just now: read it there.
+                    Some(_) => Box::pin(self.get(table, key)).await,
+                    None => Ok(None),
+                }
             }
         }
     }
@@ -315,10 +321,8 @@ impl MemDb {
     pub async fn get_uncached(&self, table: &str, key: &str) -> Result<Option<Json>> {
         self.check_open()?;
         tokio::task::coop::consume_budget().await; // see `upsert`
-        let Some(t) = self.inner.tables.get(table) else {
-            validate::table_name(table)?;
-            return Ok(None);
-        };
+        validate::table_name(table)?;
+        let Some(t) = self.inner.table(table).await? else { return Ok(None) };
         if let Some((value, _)) = t.cache.peek(key) {
             return Ok(value.map(Json::new));
         }
@@ -384,7 +388,7 @@ impl MemDb {
     ) -> Result<Vec<Row>> {
         self.check_open()?;
         validate::table_name(table)?;
-        let Some(t) = self.inner.tables.get(table) else { return Ok(Vec::new()) };
+        let Some(t) = self.inner.table(table).await? else { return Ok(Vec::new()) };
         if t.cache.dirty() > 0 || !t.pg_ready() {
             self.inner.flush_all(Some(&t)).await?;
         }
@@ -410,7 +414,7 @@ impl MemDb {
         let only = match table {
             Some(name) => {
                 validate::table_name(name)?;
-                match self.inner.tables.get(name) {
+                match self.inner.table(name).await? {
                     Some(t) => Some(t),
                     None => return Ok(0),
                 }
@@ -449,12 +453,27 @@ impl MemDb {
 }
 
 impl Inner {
+    /// The table named `name`, if it exists. ⚑ One this directory does not know may
+    /// still be in PostgreSQL (a WAL restored from before it was created): until the
+    /// first connection has loaded PostgreSQL's catalogue, PostgreSQL is asked first —
+    /// at once [`Error::Unavailable`] while it is down — so an unknown table is never
+    /// taken for a missing one (a delete dropped, a schema replaced).
+    pub(crate) async fn table(&self, name: &str) -> Result<Option<Arc<Table>>> {
+        if let Some(t) = self.tables.get(name) {
+            return Ok(Some(t));
+        }
+        if !self.pg.connected() {
+            self.pg().await?;
+        }
+        Ok(self.tables.get(name))
+    }
+
     /// The table for a write, created (empty schema) if it does not exist.
     pub(crate) async fn table_for_write(&self, name: &str) -> Result<Arc<Table>> {
-        if let Some(t) = self.tables.get(name) {
+        validate::table_name(name)?;
+        if let Some(t) = self.table(name).await? {
             return Ok(t);
         }
-        validate::table_name(name)?;
         let (table, created) = self.tables.get_or_insert(name, Schema::default(), false);
         if created {
             let lsn = self.log_schema(&table, Schema::default())?;

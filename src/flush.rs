@@ -127,9 +127,15 @@ impl Inner {
     /// Creates the table in PostgreSQL if it is not there yet, once its create record
     /// is durable (PostgreSQL is never ahead of the WAL, for tables either).
     pub(crate) async fn ensure_pg_table(&self, table: &Table) -> Result<()> {
+        if table.pg_ready() {
+            return Ok(());
+        }
+        // The first connection may change the schema (a table learnt from PostgreSQL):
+        // it runs before the schema to send is read.
+        let store = self.pg().await?;
         let Some((pending, schema)) = table.pending() else { return Ok(()) };
         self.durable_through(pending).await?;
-        self.pg().await?.create_table(&table.name, &schema.to_json()).await?;
+        store.create_table(&table.name, &schema.to_json()).await?;
         table.mark_pg_ready(pending);
         Ok(())
     }
@@ -152,19 +158,14 @@ impl Inner {
             }
         }
         // ⚑ The catalogue is saved before the segments holding create records go.
-        let catalogue = self.catalogue_if_changed();
+        let catalogue = self.catalogue_snapshot();
         let wal = Arc::clone(&self.wal);
-        let (saved, removed) = tokio::task::spawn_blocking(move || {
-            if let Some(bytes) = &catalogue {
-                wal.write_meta(bytes)?;
-            }
-            Ok::<_, memdb_wal::Error>((catalogue, wal.truncate_through(floor - 1)?))
+        let removed = tokio::task::spawn_blocking(move || {
+            catalogue.save_if_changed(&wal)?;
+            wal.truncate_through(floor - 1)
         })
         .await
         .map_err(|_| Error::Closed)??;
-        if let Some(bytes) = saved {
-            *self.catalogue_saved.lock().unwrap_or_else(PoisonError::into_inner) = bytes;
-        }
         // After the truncation: once the backlog counts as drained, the WAL holds no
         // more of it than it must.
         self.drain.check(floor);

@@ -32,6 +32,11 @@ impl Pg {
         Ok(&self.store)
     }
 
+    /// Whether the first connection's work has run.
+    pub(crate) fn connected(&self) -> bool {
+        self.connected.initialized()
+    }
+
     /// Whether PostgreSQL is taken to be up (its breaker is closed).
     pub(crate) fn is_up(&self) -> bool {
         self.store.is_up()

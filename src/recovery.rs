@@ -89,7 +89,9 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
         clock,
         counters: Counters::default(),
         drain: Drain::new(replayed, run_start - 1, backlog),
-        catalogue_saved: Mutex::new(catalogue.as_ref().map(|c| c.payload.clone()).unwrap_or_default()),
+        catalogue_saved: Arc::new(Mutex::new(crate::catalogue::Saved::loaded(
+            catalogue.as_ref().map(|c| c.payload.clone()).unwrap_or_default(),
+        ))),
         syncer,
         flush_lock: tokio::sync::Mutex::new(()),
         wake: Arc::clone(&wake),

@@ -40,6 +40,17 @@ async fn pg_map(dsn: &str, table: &str) -> BTreeMap<String, Value> {
 }
 
 /// Copies a WAL directory as a backup tool would, without its `LOCK` file.
+/// The test PostgreSQL's DSN, a proxy in front of it, and a config (WAL in a temp dir,
+/// a 1 s PostgreSQL timeout) that goes through the proxy.
+async fn behind_a_proxy() -> (String, Proxy, tempfile::TempDir, Config) {
+    let dsn = memdb::postgres::test_dsn().await.expect("a PostgreSQL for tests");
+    let (proxy, through) = proxy_for(&dsn).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new(through, dir.path().join("wal"));
+    config.pg_timeout = Duration::from_secs(1);
+    (dsn, proxy, dir, config)
+}
+
 /// The LSN of each row of `table`.
 async fn pg_lsns(dsn: &str, table: &str) -> BTreeMap<String, i64> {
     common::pg_rows(dsn, table).await.into_iter().map(|(k, _, lsn)| (k, lsn)).collect()
@@ -188,11 +199,7 @@ async fn a_stale_wal_never_overwrites_newer_rows_and_later_writes_are_kept() {
 /// — the crashed run's too — or the LSN guard would drop acknowledged writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_on_a_restored_copy_before_postgres_answers_move_above_its_rows() {
-    let dsn = memdb::postgres::test_dsn().await.expect("a PostgreSQL for tests");
-    let (proxy, through) = proxy_for(&dsn).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::new(through, dir.path().join("wal"));
-    config.pg_timeout = Duration::from_secs(1);
+    let (dsn, proxy, dir, config) = behind_a_proxy().await;
     let db = MemDb::open(config.clone()).await.expect("open");
     db.insert("restored", "seed", &json!({"v": 0})).await.expect("insert");
     db.close().await.expect("close");
@@ -223,6 +230,38 @@ async fn writes_on_a_restored_copy_before_postgres_answers_move_above_its_rows()
     assert!(!rows.contains_key("x3"), "the delete on the copy is kept");
     assert!(pg_lsns(&dsn, "restored").await["k"] > original_lsn, "moved above PostgreSQL's rows");
     assert_eq!(db.get("restored", "k").await.expect("get").map(|j| j.to_value()), Some(json!({"v": "after restore"})));
+    db.close().await.expect("close");
+}
+
+/// A WAL copy from before a table was created does not know the table; while
+/// PostgreSQL is not answering, calls on it fail instead of taking it for missing (a
+/// delete reported done but dropped, a read of nothing), and work once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_the_copy_does_not_know_is_asked_of_postgres_not_taken_for_missing() {
+    let (dsn, proxy, dir, config) = behind_a_proxy().await;
+    MemDb::open(config.clone()).await.expect("open").close().await.expect("close");
+    let copy = dir.path().join("copy");
+    copy_wal_dir(&config.wal_dir, &copy);
+    let db = MemDb::open(config.clone()).await.expect("reopen the original");
+    db.create_table("late", &json!({"n": "integer"})).await.expect("create a table after the copy");
+    db.insert("late", "k", &json!({"n": 1})).await.expect("insert");
+    db.close().await.expect("close");
+
+    proxy.pause(true);
+    let mut on_copy = config;
+    on_copy.wal_dir = copy;
+    let db = MemDb::open(on_copy).await.expect("open the copy with PostgreSQL not answering");
+    assert!(db.delete("late", "k").await.is_err(), "a delete on an unknown table is not reported done");
+    assert!(db.get("late", "k").await.is_err(), "nor is a read of it answered with nothing");
+    assert!(db.insert("late", "j", &json!({"n": "text"})).await.is_err(), "nor is its schema guessed");
+    proxy.pause(false);
+    common::eventually("a probe gets through", || db.stats().postgres_up).await;
+    assert_eq!(db.get("late", "k").await.expect("get").map(|j| j.to_value()), Some(json!({"n": 1})));
+    let violation = db.insert("late", "j", &json!({"n": "text"})).await;
+    assert!(matches!(violation, Err(memdb::Error::SchemaViolation { .. })), "PostgreSQL's schema: {violation:?}");
+    db.delete("late", "k").await.expect("delete");
+    db.flush(None).await.expect("flush");
+    assert!(pg_map(&dsn, "late").await.is_empty());
     db.close().await.expect("close");
 }
 

@@ -128,6 +128,11 @@ impl Store {
             dsn.parse().map_err(|e: tokio_postgres::Error| StoreError::BadDsn(e.to_string()))?;
         config.connect_timeout(timeout).keepalives(true).keepalives_idle(Duration::from_secs(10));
         config.application_name(instance);
+        // ⚑ memdb truncates its WAL once PostgreSQL acknowledges a commit, so that
+        // commit must be durable whatever the server's default: a server configured with
+        // `synchronous_commit = off` would lose the last commits in a crash, after the
+        // WAL let go of them.
+        config.options("-c synchronous_commit=on");
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(max_connections)
