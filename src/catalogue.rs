@@ -4,10 +4,13 @@
 //! before any WAL truncation that follows a change, so a truncation never forgets a
 //! table or its schema.
 //!
-//! It also keeps `unverified_since`: the first LSN handed out since PostgreSQL's LSN
-//! floor was last checked (see [`crate::connect`]). A run that never reaches PostgreSQL
-//! leaves it set, so the run that does knows which records of the WAL are writes to move
-//! above PostgreSQL's rows, however many restarts lie between.
+//! It also keeps the runs not yet checked against PostgreSQL's LSN floor (see
+//! [`crate::connect`]): each open adds one — the first LSN it hands out and a random id —
+//! saved before any of its writes is acknowledged. A run that never reaches PostgreSQL
+//! leaves its entry, so the run that does knows which records of the WAL are writes to
+//! move above PostgreSQL's rows, however many restarts lie between; and a copy of the
+//! directory restored later knows, from the ids PostgreSQL recorded, which of those runs
+//! were checked (and moved) elsewhere since.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -27,7 +30,29 @@ struct Stored {
     version: u32,
     tables: Vec<SavedTable>,
     #[serde(default)]
-    unverified_since: Option<Lsn>,
+    unverified: Vec<Unverified>,
+}
+
+/// A run whose writes are not yet checked against PostgreSQL's LSN floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Unverified {
+    /// The first LSN it handed out.
+    pub since: Lsn,
+    /// Its random id, recorded in PostgreSQL once checked.
+    pub run: i64,
+}
+
+impl Unverified {
+    /// A new run starting at `since`, with a random id.
+    pub(crate) fn new(since: Lsn) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::hash::RandomState::new().build_hasher();
+        hasher.write_u64(since);
+        hasher.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        );
+        Self { since, run: hasher.finish() as i64 }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -38,7 +63,7 @@ struct SavedTable {
 }
 
 /// The catalogue of `tables` as the meta file's payload.
-fn encode(tables: &Tables, unverified_since: Option<Lsn>) -> Vec<u8> {
+fn encode(tables: &Tables, unverified: Vec<Unverified>) -> Vec<u8> {
     let tables = tables
         .all()
         .iter()
@@ -47,13 +72,13 @@ fn encode(tables: &Tables, unverified_since: Option<Lsn>) -> Vec<u8> {
             SavedTable { name: t.name.clone(), schema: schema.to_json(), lsn }
         })
         .collect();
-    serde_json::to_vec(&Stored { version: VERSION, tables, unverified_since }).unwrap_or_default()
+    serde_json::to_vec(&Stored { version: VERSION, tables, unverified }).unwrap_or_default()
 }
 
 /// What [`load`] found.
 pub(crate) struct Loaded {
     pub payload: Vec<u8>,
-    pub unverified_since: Option<Lsn>,
+    pub unverified: Vec<Unverified>,
 }
 
 /// Loads the catalogue saved in `wal`'s directory into `tables` (PostgreSQL gets each
@@ -73,7 +98,7 @@ pub(crate) fn load(wal: &Wal, tables: &Tables) -> Result<Option<Loaded>> {
         let (table, _) = tables.get_or_insert(&t.name, schema.clone(), false);
         table.recover_schema(schema, t.lsn);
     }
-    Ok(Some(Loaded { payload, unverified_since: saved.unverified_since }))
+    Ok(Some(Loaded { payload, unverified: saved.unverified }))
 }
 
 /// The catalogue as last saved, and the generation of the last snapshot taken.
@@ -118,17 +143,16 @@ impl Snapshot {
 }
 
 impl Inner {
-    /// The first LSN handed out since PostgreSQL's LSN floor was last checked; `None`
-    /// once checked in this run.
-    pub(crate) fn unverified_since(&self) -> Option<Lsn> {
-        Some(self.unverified_since.load(std::sync::atomic::Ordering::Acquire)).filter(|&l| l > 0)
+    /// The runs not yet checked against PostgreSQL's LSN floor, oldest first.
+    pub(crate) fn unverified(&self) -> Vec<Unverified> {
+        self.unverified.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The catalogue now, numbered (see [`Snapshot`]).
     pub(crate) fn catalogue_snapshot(&self) -> Snapshot {
         let mut saved = self.catalogue_saved.lock().unwrap_or_else(PoisonError::into_inner);
         saved.taken += 1;
-        let bytes = encode(&self.tables, self.unverified_since());
+        let bytes = encode(&self.tables, self.unverified());
         Snapshot { saved: Arc::clone(&self.catalogue_saved), generation: saved.taken, bytes }
     }
 

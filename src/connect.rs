@@ -5,15 +5,18 @@
 //! ⚑ LSNs only grow across PostgreSQL too. Normally the WAL is ahead of PostgreSQL (a
 //! batch is flushed only once durable in the WAL). A WAL restored from an older copy, or
 //! a new WAL directory, may be behind: writes accepted since — in this run, or in earlier
-//! runs that never reached PostgreSQL (`unverified_since`, kept in the catalogue) — may
+//! runs that never reached PostgreSQL (the unverified runs kept in the catalogue) — may
 //! then hold LSNs at or below rows PostgreSQL has, and the LSN guard would drop them.
 //! They are moved: the WAL is advanced above PostgreSQL's highest LSN and each is logged
-//! again there. Records below `unverified_since` keep their LSNs: they are the old
-//! copy's, and the guard rightly keeps a newer row over them.
+//! again there. Records of other runs keep their LSNs: they are an old copy's, and the
+//! guard rightly keeps a newer row over them — also those of an unverified run that a
+//! copy carries but that was checked (and its writes moved) elsewhere since: PostgreSQL
+//! records the id of every run checked.
 
 use memdb_wal::Lsn;
 
 use crate::cache::Update;
+use crate::catalogue::Unverified;
 use crate::db::Inner;
 use crate::error::Result;
 use crate::record::Record;
@@ -57,38 +60,49 @@ impl Inner {
             }
         }
         let floor = store.max_lsn(&names).await?;
-        let moved = match self.unverified_since() {
-            Some(since) => self.move_above(since, floor)?,
-            None => 0,
-        };
+        let runs = self.unverified();
+        let ids: Vec<i64> = runs.iter().map(|r| r.run).collect();
+        let checked = store.checked_runs(&ids).await?;
+        let moved = self.move_above(&runs, &checked, floor)?;
         if moved > 0 {
-            // ⚑ The moved records are durable before the mark that they need moving
-            // goes: a power cut must not leave the originals unmarked.
+            // ⚑ The moved records are durable before the runs are marked checked: a
+            // power cut must not leave the originals unmarked.
             self.durable_through(self.wal.next_lsn() - 1).await?;
         }
+        store.record_checked_runs(&ids).await?;
         // Checked: records from here on are above PostgreSQL's rows by construction.
-        self.unverified_since.store(0, std::sync::atomic::Ordering::Release);
+        self.unverified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         self.save_catalogue().await?;
         tracing::info!(tables = names.len(), pg_max_lsn = floor, moved, "connected to PostgreSQL");
         Ok(())
     }
 
-    /// Moves the writes from `since` on that are at or below `floor` (PostgreSQL's
-    /// highest LSN) above it. Returns how many records were logged again.
-    fn move_above(&self, since: Lsn, floor: Lsn) -> Result<usize> {
-        if floor < since {
+    /// Moves the writes of the unverified `runs` (oldest first; those in `checked` were
+    /// checked elsewhere) at or below `floor` (PostgreSQL's highest LSN) above it.
+    /// Returns how many records were logged again.
+    fn move_above(&self, runs: &[Unverified], checked: &[i64], floor: Lsn) -> Result<usize> {
+        // Each run's LSNs end where the next one's begin.
+        let ends = runs.iter().skip(1).map(|r| r.since - 1).chain(std::iter::once(floor));
+        let ranges: Vec<_> = runs
+            .iter()
+            .zip(ends)
+            .filter(|(run, _)| !checked.contains(&run.run))
+            .map(|(run, end)| run.since..=end.min(floor))
+            .filter(|range| !range.is_empty())
+            .collect();
+        if ranges.is_empty() {
             return Ok(0);
         }
         self.wal.advance_to(floor + 1)?;
         let mut moved = 0;
-        for t in self.tables.all() {
-            for key in t.cache.dirty_keys_in(since..=floor) {
+        for (t, range) in self.tables.all().iter().flat_map(|t| ranges.iter().map(move |r| (t, r.clone()))) {
+            for key in t.cache.dirty_keys_in(range) {
                 // The current value, logged again at a new LSN; a write that raced in
                 // meanwhile is above the floor already, and logging it again is harmless.
                 let again = |current: Option<&str>| {
                     Ok(current.map_or_else(|| Record::tombstone(&key), |json| Record::put(&key, json)))
                 };
-                match self.log_update(&t, &key, None, again) {
+                match self.log_update(t, &key, None, again) {
                     Ok(_) => moved += 1,
                     // Dirty records are never evicted: a key gone is one no longer dirty.
                     Err(Update::Raced) => {}
@@ -99,7 +113,7 @@ impl Inner {
         tracing::warn!(
             floor,
             moved,
-            "PostgreSQL holds LSNs above this WAL (restored from an older copy, or new): this run's writes were logged again above them"
+            "PostgreSQL holds LSNs above this WAL (restored from an older copy, or new): writes not checked against it were logged again above them"
         );
         Ok(moved)
     }

@@ -40,10 +40,10 @@ pub(crate) struct Inner {
     pub wal: Arc<Wal>,
     /// ⚑ PostgreSQL, only through [`Inner::pg`] (after the first connection's work).
     pub pg: Pg,
-    /// The first LSN handed out since PostgreSQL's LSN floor was last checked (this
-    /// run's first, or an earlier run's that never connected); 0 once checked. Saved in
-    /// the catalogue (see [`crate::catalogue`]).
-    pub unverified_since: std::sync::atomic::AtomicU64,
+    /// The runs (this one, and earlier ones that never connected) whose writes are not
+    /// yet checked against PostgreSQL's LSN floor; empty once checked. Saved in the
+    /// catalogue (see [`crate::catalogue`]).
+    pub unverified: Mutex<Vec<crate::catalogue::Unverified>>,
     pub tables: Tables,
     pub clock: Clock,
     pub counters: Counters,

@@ -33,6 +33,11 @@ impl Drain {
         }
     }
 
+    /// Whether PostgreSQL holds the whole backlog (and the WAL was truncated past it).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
     /// Counts the backlog's records in a batch PostgreSQL has committed.
     pub(crate) fn flushed(&self, batch: &[Dirty]) {
         if !self.done.load(Ordering::Relaxed) {
@@ -54,13 +59,15 @@ impl Drain {
         }
     }
 
-    /// Records of the backlog not yet in PostgreSQL (an upper bound: a backlog record
-    /// overwritten before its flush is counted until the drain is done).
+    /// Records of the backlog not yet in PostgreSQL: an upper bound (a backlog record
+    /// overwritten before its flush is counted until the drain is done), and 0 exactly
+    /// when the drain is done — PostgreSQL holds the whole backlog and the WAL was
+    /// truncated past it.
     pub(crate) fn left(&self) -> usize {
         if self.done.load(Ordering::Acquire) {
             0
         } else {
-            self.backlog.saturating_sub(self.flushed.load(Ordering::Relaxed))
+            self.backlog.saturating_sub(self.flushed.load(Ordering::Relaxed)).max(1)
         }
     }
 }

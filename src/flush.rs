@@ -51,6 +51,9 @@ impl Inner {
             // holds them: truncating after a partial flush is safe.
             memdb_wal::kill_point::hit(memdb_wal::kill_point::PG_COMMITTED);
             self.truncate_wal().await?;
+        } else if outcome.is_ok() && !self.drain.is_done() && self.failure.get().is_none() {
+            // The drain ends with a truncation, which a failed one may have missed.
+            self.truncate_wal().await?;
         }
         if self.tables.awaiting_flush() == 0 {
             *self.last_clean.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();

@@ -7,7 +7,7 @@
 //! Replay is idempotent: records PostgreSQL already has are rewritten under the LSN
 //! guard, which changes nothing; a crash during recovery just recovers again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -78,13 +78,14 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
     let backlog = tables.dirty();
     // Writes from here on are unverified against PostgreSQL's LSN floor until the first
     // connection — and so are those of earlier runs that never connected.
-    let unverified_since = catalogue.as_ref().and_then(|c| c.unverified_since).unwrap_or(run_start);
+    let mut unverified = catalogue.as_ref().map(|c| c.unverified.clone()).unwrap_or_default();
+    unverified.push(crate::catalogue::Unverified::new(run_start));
     let wake = Arc::new(Notify::new());
     let inner = Arc::new(Inner {
         config,
         wal,
         pg: Pg::new(store),
-        unverified_since: AtomicU64::new(unverified_since),
+        unverified: Mutex::new(unverified),
         tables,
         clock,
         counters: Counters::default(),
@@ -106,9 +107,8 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
     match catalogue {
         None => learn_from_postgres(&inner).await?,
         // ⚑ Saved before any write of this run is acknowledged: a crash before the first
-        // connection leaves the next run knowing where the unverified writes begin.
-        Some(c) if c.unverified_since.is_none() => inner.save_catalogue().await?,
-        Some(_) => {}
+        // connection leaves the next run knowing where this run's writes begin.
+        Some(_) => inner.save_catalogue().await?,
     }
     tracing::info!(replayed, backlog, elapsed = ?started.elapsed(), "memdb opened; the backlog drains in the background");
     let task = crate::background::spawn(&inner, wake);

@@ -58,8 +58,9 @@ pub struct Stats {
     pub postgres_up: bool,
     /// WAL records replayed into memory when the database was opened.
     pub replayed_records: u64,
-    /// Records of that replay not yet in PostgreSQL (at most; 0 once the backlog is
-    /// drained, which a `tracing` event also reports).
+    /// Records of that replay not yet in PostgreSQL (at most); 0 exactly once the
+    /// backlog is drained — in PostgreSQL, and the WAL truncated past it — which a
+    /// `tracing` event also reports.
     pub replay_backlog: usize,
     /// Why the engine stopped accepting writes (fail-stop: a background task panicked),
     /// or `None` while it is healthy.

@@ -233,6 +233,38 @@ async fn writes_on_a_restored_copy_before_postgres_answers_move_above_its_rows()
     db.close().await.expect("close");
 }
 
+/// A copy taken while a run had not reached PostgreSQL carries that run as unchecked;
+/// the original then reached PostgreSQL (moving that run's writes, checking it) and
+/// wrote newer values. Restored, the copy must not move that run's old writes above
+/// the newer rows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_a_run_checked_since_does_not_roll_postgres_back() {
+    let (dsn, proxy, dir, config) = behind_a_proxy().await;
+    let db = MemDb::open(config.clone()).await.expect("open");
+    db.insert("checked", "k", &json!({"v": 1})).await.expect("insert");
+    db.close().await.expect("close");
+    proxy.pause(true);
+    let db = MemDb::open(config.clone()).await.expect("open with PostgreSQL not answering");
+    db.upsert("checked", "k", &json!({"v": 2})).await.expect("a write of an unchecked run");
+    db.crash().await;
+    let copy = dir.path().join("copy");
+    copy_wal_dir(&config.wal_dir, &copy);
+    proxy.pause(false);
+    let db = MemDb::open(config.clone()).await.expect("reopen the original");
+    common::until_drained(&db).await;
+    db.upsert("checked", "k", &json!({"v": 3})).await.expect("a newer write");
+    db.close().await.expect("close");
+    assert_eq!(pg_map(&dsn, "checked").await["k"], json!({"v": 3}));
+
+    let mut on_copy = config;
+    on_copy.wal_dir = copy;
+    let db = MemDb::open(on_copy).await.expect("open the copy");
+    common::until_drained(&db).await;
+    assert_eq!(pg_map(&dsn, "checked").await["k"], json!({"v": 3}), "the copy's v2 did not overwrite v3");
+    assert_eq!(db.get("checked", "k").await.expect("get").map(|j| j.to_value()), Some(json!({"v": 3})));
+    db.close().await.expect("close");
+}
+
 /// A WAL copy from before a table was created does not know the table; while
 /// PostgreSQL is not answering, calls on it fail instead of taking it for missing (a
 /// delete reported done but dropped, a read of nothing), and work once it answers.

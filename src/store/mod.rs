@@ -217,6 +217,20 @@ impl Store {
         self.with_client("creating the memdb_tables catalogue", async |c| c.batch_execute(sql::CATALOGUE).await).await
     }
 
+    /// Of `runs`, those recorded as checked against the LSN floor.
+    pub(crate) async fn checked_runs(&self, runs: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let rows =
+            self.with_client("reading the checked runs", async |c| c.query(sql::CHECKED_RUNS, &[&runs]).await).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Records `runs` as checked against the LSN floor.
+    pub(crate) async fn record_checked_runs(&self, runs: &[i64]) -> Result<(), StoreError> {
+        self.with_client("recording the checked runs", async |c| c.execute(sql::RECORD_CHECKED_RUNS, &[&runs]).await)
+            .await
+            .map(drop)
+    }
+
     /// Every logical table in the catalogue with its schema JSON.
     pub(crate) async fn load_tables(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let rows =

@@ -2,12 +2,22 @@
 
 use crate::validate::{INDEX_SUFFIX, TABLE_PREFIX};
 
-/// The catalogue of logical tables and their schemas (survives restarts).
+/// The catalogue of logical tables and their schemas (survives restarts), and the ids of
+/// the runs whose writes were checked against the LSN floor (see `crate::connect`).
 pub(super) const CATALOGUE: &str = "CREATE TABLE IF NOT EXISTS memdb_tables (
     name TEXT PRIMARY KEY,
     schema JSONB NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS memdb_checked_runs (
+    run BIGINT PRIMARY KEY,
+    checked_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )";
+
+pub(super) const CHECKED_RUNS: &str = "SELECT run FROM memdb_checked_runs WHERE run = ANY($1)";
+
+pub(super) const RECORD_CHECKED_RUNS: &str =
+    "INSERT INTO memdb_checked_runs (run) SELECT unnest($1::bigint[]) ON CONFLICT (run) DO NOTHING";
 
 /// Terminates the other sessions with this session's `application_name`, waiting up
 /// to $1 ms for each to exit (its open transaction is rolled back); returns how many.
