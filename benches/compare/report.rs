@@ -176,7 +176,7 @@ pub struct ScalePoint {
     pub open_down_s: f64,
     /// From open's return until PostgreSQL holds the whole backlog.
     pub drain_s: f64,
-    /// The foreground's p99.9 meanwhile (one task: a get, then an insert).
+    /// The foreground's p99.9 meanwhile (one task, paced: 5 gets and 5 inserts per ms).
     pub drain_get_p999_us: f64,
     pub drain_insert_p999_us: f64,
 }
@@ -374,7 +374,7 @@ impl Report {
                  record (live heap bytes by a counting allocator; RssAnon growth beside), then a crash (`MemDb::crash`) and \
                  the recovery: the WAL opened and read alone (baseline), `MemDb::open` with PostgreSQL unreachable and with it \
                  up (until open returns), and the drain of the backlog into PostgreSQL in the background with one foreground \
-                 task's p99.9 meanwhile (a get, then an insert); last, the flush of as many fresh records into another table.\n\n\
+                 task's p99.9 meanwhile (paced: 5 gets and 5 inserts per ms); last, the flush of as many fresh records into another table.\n\n\
                  | records | insert/s | get/s | heap B/record | RssAnon B/record | WAL B/record | flush s (rows/s) | WAL-only replay s | open s (PG down) | open / WAL-only | drain s (rows/s) | p99.9 get / insert during drain µs |\n\
                  |---|---|---|---|---|---|---|---|---|---|---|---|"
             );

@@ -1,7 +1,7 @@
 //! The scale series: at each size, insert and get throughput, memory and WAL bytes per
 //! record, then a crash and the recovery — the WAL-only replay of the log as a baseline,
 //! open with PostgreSQL unreachable, open with it up, and the drain into PostgreSQL in the
-//! background with the foreground's p99.9 measured meanwhile — beside the flush of as
+//! background with a paced foreground's p99.9 measured meanwhile — beside the flush of as
 //! many fresh records, so cost growth with the data shows.
 
 use std::sync::Arc;
@@ -161,26 +161,32 @@ fn wal_only_replay(dir: &std::path::Path) -> Duration {
     took
 }
 
-/// One foreground task — a get of a backlog record, then an insert of a new one into
-/// `other` — timed while the backlog drains; returns the time until drained and the
-/// latencies.
+/// Calls the foreground offers per millisecond during the drain (a get and an insert
+/// each), as the paced workload under a flush does (see `phases::under_flush`).
+const DRAIN_PAIRS_PER_MS: u64 = 5;
+
+/// One paced foreground task — each millisecond, [`DRAIN_PAIRS_PER_MS`] gets of backlog
+/// records and as many inserts of new ones into `other` — timed while the backlog
+/// drains; returns the time until drained and the latencies.
 async fn foreground_until_drained(db: &MemDb, table: &str, other: &str, keys: &Keys, n: u64) -> (Duration, Hist, Hist) {
     let start = Instant::now();
     let (mut gets, mut inserts) = (Hist::default(), Hist::default());
     let mut call = Call::new(9);
+    let mut pace = tokio::time::interval(Duration::from_millis(1));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut i = 0u64;
-    loop {
-        if i.is_multiple_of(64) && db.stats().replay_backlog == 0 {
-            break;
+    while db.stats().replay_backlog > 0 {
+        pace.tick().await;
+        for _ in 0..DRAIN_PAIRS_PER_MS {
+            let t = Instant::now();
+            assert!(db.get(table, keys.get((i * 7919) % n)).await.expect("get").is_some(), "a backlog record");
+            gets.record(t.elapsed().as_nanos() as u64);
+            call.vary(i);
+            let t = Instant::now();
+            db.insert(other, &format!("drain-{i}"), &call).await.expect("insert");
+            inserts.record(t.elapsed().as_nanos() as u64);
+            i += 1;
         }
-        let t = Instant::now();
-        assert!(db.get(table, keys.get((i * 7919) % n)).await.expect("get").is_some(), "a backlog record");
-        gets.record(t.elapsed().as_nanos() as u64);
-        call.vary(i);
-        let t = Instant::now();
-        db.insert(other, &format!("drain-{i}"), &call).await.expect("insert");
-        inserts.record(t.elapsed().as_nanos() as u64);
-        i += 1;
     }
     (start.elapsed(), gets, inserts)
 }
