@@ -27,6 +27,8 @@ use shard::Shard;
 
 /// Shards per table: enough that a shard's lock is short even when it is scanned.
 const SHARDS: usize = 128;
+/// Dirty records a flush takes from a shard per lock (a few microseconds' work).
+const TAKE_PER_LOCK: usize = 256;
 
 /// A live record shared without copying, or `None`: deleted (a tombstone) or absent.
 pub(crate) type Value = Option<Record>;
@@ -301,16 +303,24 @@ impl Cache {
     /// batch is counted out before the first record leaves a list.
     pub(crate) fn take_dirty(&self, max: usize) -> Batch<'_> {
         let mut batch = Batch::new(self, Vec::new());
-        for shard in self.all_shards() {
-            if batch.records.len() >= max {
-                break;
+        // Round after round over the shards, at most `TAKE_PER_LOCK` each time: a shard
+        // holding a long backlog (a replayed WAL) is never locked for a whole batch.
+        loop {
+            let before = batch.records.len();
+            for shard in self.all_shards() {
+                if batch.records.len() >= max {
+                    return batch;
+                }
+                if Self::read(shard).dirty.is_empty() {
+                    continue;
+                }
+                let want = (max - batch.records.len()).min(TAKE_PER_LOCK);
+                Self::write_lock(shard).take_dirty(&self.hasher, want, &mut batch.records);
             }
-            if Self::read(shard).dirty.is_empty() {
-                continue;
+            if batch.records.len() == before {
+                return batch;
             }
-            Self::write_lock(shard).take_dirty(&self.hasher, max - batch.records.len(), &mut batch.records);
         }
-        batch
     }
 
     /// Runs `f` on each record (and its hashed key) with its shard locked.
