@@ -144,65 +144,33 @@ fn instance_name(wal_dir: &std::path::Path) -> String {
     format!("memdb {hash:016x}")
 }
 
-/// Records read from the WAL per hand-over to the thread that applies them.
-const REPLAY_BATCH: usize = 1024;
-
 /// Loads every record of the WAL into memory as dirty (highest LSN wins per key).
-/// Reading (checksums, validation, decoding) and applying run on two threads, a
-/// pipeline: open costs little more than reading the WAL alone.
 fn replay_wal(wal: &Wal, tables: &Tables, now: u32) -> Result<u64> {
-    let (send, batches) = std::sync::mpsc::sync_channel::<Vec<memdb_wal::Record>>(8);
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> Result<()> {
-            let mut batch = Vec::with_capacity(REPLAY_BATCH);
-            for record in wal.replay(1) {
-                batch.push(record?);
-                if batch.len() == REPLAY_BATCH
-                    && send.send(std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH))).is_err()
-                {
-                    return Ok(()); // the applier failed: its error is the one to report
-                }
+    let mut count = 0;
+    for record in wal.replay(1) {
+        let record = record?;
+        count += 1;
+        let invalid = |reason: &str| Error::InvalidValue {
+            table: record.table.clone(),
+            key: record.key.clone(),
+            reason: format!("{reason} (WAL record at LSN {})", record.lsn),
+        };
+        let text = std::str::from_utf8(&record.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
+        match record.op {
+            Op::CreateTable => {
+                let schema = Schema::from_json(
+                    &record.table,
+                    &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?,
+                )?;
+                let (table, _) = tables.get_or_insert(&record.table, Schema::default(), false);
+                table.recover_schema(schema, record.lsn);
             }
-            let _ = send.send(batch);
-            Ok(())
-        });
-        // Consumes the receiver: on an error it is dropped, which stops the reader.
-        let applied = (move || {
-            let mut count = 0;
-            for record in batches.into_iter().flatten() {
-                count += 1;
-                apply(tables, &record, now)?;
+            Op::Put | Op::Delete => {
+                let (table, _) = tables.get_or_insert(&record.table, Schema::default(), false);
+                let value = Record::new(&record.key, (record.op == Op::Put).then_some(text));
+                table.cache.recover(&record.key, value, record.lsn, now);
             }
-            Ok::<_, Error>(count)
-        })();
-        let read = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        read?;
-        applied
-    })
-}
-
-/// Applies one replayed record: a schema, or a value or tombstone as dirty.
-fn apply(tables: &Tables, record: &memdb_wal::Record, now: u32) -> Result<()> {
-    let invalid = |reason: &str| Error::InvalidValue {
-        table: record.table.clone(),
-        key: record.key.clone(),
-        reason: format!("{reason} (WAL record at LSN {})", record.lsn),
-    };
-    let text = std::str::from_utf8(&record.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
-    let table = match tables.get(&record.table) {
-        Some(table) => table,
-        None => tables.get_or_insert(&record.table, Schema::default(), false).0,
-    };
-    match record.op {
-        Op::CreateTable => {
-            let schema =
-                Schema::from_json(&record.table, &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?)?;
-            table.recover_schema(schema, record.lsn);
-        }
-        Op::Put | Op::Delete => {
-            let value = Record::new(&record.key, (record.op == Op::Put).then_some(text));
-            table.cache.recover(&record.key, value, record.lsn, now);
         }
     }
-    Ok(())
+    Ok(count)
 }
