@@ -144,33 +144,38 @@ fn instance_name(wal_dir: &std::path::Path) -> String {
     format!("memdb {hash:016x}")
 }
 
-/// Loads every record of the WAL into memory as dirty (highest LSN wins per key).
+/// Loads every record of the WAL into memory as dirty (highest LSN wins per key),
+/// straight from the segments' bytes (no owned copy of each record).
 fn replay_wal(wal: &Wal, tables: &Tables, now: u32) -> Result<u64> {
     let mut count = 0;
-    for record in wal.replay(1) {
-        let record = record?;
+    let mut last: Option<Arc<crate::tables::Table>> = None;
+    wal.replay_each(1, |record| {
         count += 1;
+        let entry = record.entry;
         let invalid = |reason: &str| Error::InvalidValue {
-            table: record.table.clone(),
-            key: record.key.clone(),
+            table: entry.table.to_owned(),
+            key: entry.key.to_owned(),
             reason: format!("{reason} (WAL record at LSN {})", record.lsn),
         };
-        let text = std::str::from_utf8(&record.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
-        match record.op {
+        let text = std::str::from_utf8(entry.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
+        // Runs of records of one table are the rule: look it up once per run.
+        let table = match last.take() {
+            Some(t) if t.name == entry.table => t,
+            _ => tables.get_or_insert(entry.table, Schema::default(), false).0,
+        };
+        match entry.op {
             Op::CreateTable => {
-                let schema = Schema::from_json(
-                    &record.table,
-                    &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?,
-                )?;
-                let (table, _) = tables.get_or_insert(&record.table, Schema::default(), false);
+                let schema =
+                    Schema::from_json(entry.table, &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?)?;
                 table.recover_schema(schema, record.lsn);
             }
             Op::Put | Op::Delete => {
-                let (table, _) = tables.get_or_insert(&record.table, Schema::default(), false);
-                let value = Record::new(&record.key, (record.op == Op::Put).then_some(text));
-                table.cache.recover(&record.key, value, record.lsn, now);
+                let value = Record::new(entry.key, (entry.op == Op::Put).then_some(text));
+                table.cache.recover(entry.key, value, record.lsn, now);
             }
         }
-    }
+        last = Some(table);
+        Ok::<_, Error>(())
+    })?;
     Ok(count)
 }

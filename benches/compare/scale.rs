@@ -150,11 +150,13 @@ pub fn point(ctx: &Ctx, n: u64) -> ScalePoint {
 fn wal_only_replay(dir: &std::path::Path) -> Duration {
     let start = Instant::now();
     let wal = memdb::wal::Wal::open(dir, memdb::wal::Options::default()).expect("open the WAL alone");
+    // The fastest way to read the log: records borrowed from the segments' bytes.
     let mut records = 0u64;
-    for record in wal.replay(1) {
-        record.expect("a valid record");
+    wal.replay_each(1, |_| {
         records += 1;
-    }
+        Ok::<_, memdb::wal::Error>(())
+    })
+    .expect("a valid log");
     let took = start.elapsed();
     assert!(records > 0, "the WAL holds the backlog");
     drop(wal);

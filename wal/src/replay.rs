@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{Corruption, Error, Problem};
 use crate::parse::{End, parse_header, scan_frames};
-use crate::record::{Lsn, Record};
+use crate::record::{Lsn, Record, RecordRef};
 use crate::storage::Storage;
 
 /// An iterator over the records of a log from an LSN on; one segment in memory at a time.
@@ -21,34 +21,51 @@ pub struct Replay {
 
 impl Replay {
     pub(crate) fn new(storage: Arc<dyn Storage>, segments: Vec<(String, Lsn, u64)>, from: Lsn, last: Lsn) -> Self {
-        // Skip segments that end before `from`: those followed by one starting at or below it.
-        let skip = segments.windows(2).take_while(|w| w.get(1).is_some_and(|next| next.1 <= from)).count();
+        let skip = segments_before(&segments, from);
         let segments = segments.into_iter().skip(skip).collect();
         Self { storage, segments, from, last, pending: VecDeque::new(), failed: false }
     }
 
     /// Reads the data of one segment (not its preallocated zeros) and queues its records.
     fn load(&mut self, name: &str, used: u64) -> Result<(), Error> {
-        let bytes = self.storage.read_prefix(name, used).map_err(|e| Error::io("reading", name, e))?;
-        let corrupt = |offset, problem| Error::Corrupt(Corruption { segment: name.to_owned(), offset, problem });
-        let header = parse_header(&bytes).map_err(|_| corrupt(0, Problem::InvalidHeader))?;
-        let (from, last) = (self.from, self.last);
         let pending = &mut self.pending;
-        let mut next = header.first_lsn;
-        let end = scan_frames(&bytes, header.first_lsn, |r| {
-            next = r.lsn + 1;
-            if (from..=last).contains(&r.lsn) {
-                pending.push_back(r.into());
-            }
-        });
-        // Frames after `last` may be mid-copy by a concurrent append; damage before is not.
-        if let End::Corrupt { offset, damage } | End::Torn { offset, damage } = end
-            && next <= last
-        {
-            return Err(corrupt(offset, Problem::Frame(damage)));
-        }
-        Ok(())
+        visit_segment(self.storage.as_ref(), name, used, self.from, self.last, |r| pending.push_back(r.into()))
     }
+}
+
+/// How many of `segments` (oldest first: name, first LSN, bytes) end before `from`:
+/// those followed by one starting at or below it.
+pub(crate) fn segments_before(segments: &[(String, Lsn, u64)], from: Lsn) -> usize {
+    segments.windows(2).take_while(|w| w.get(1).is_some_and(|next| next.1 <= from)).count()
+}
+
+/// Reads the data of one segment (not its preallocated zeros) and calls `visit` on each
+/// of its records with an LSN in `from..=last`, borrowed from the segment's bytes.
+pub(crate) fn visit_segment(
+    storage: &dyn Storage,
+    name: &str,
+    used: u64,
+    from: Lsn,
+    last: Lsn,
+    mut visit: impl FnMut(RecordRef<'_>),
+) -> Result<(), Error> {
+    let bytes = storage.read_prefix(name, used).map_err(|e| Error::io("reading", name, e))?;
+    let corrupt = |offset, problem| Error::Corrupt(Corruption { segment: name.to_owned(), offset, problem });
+    let header = parse_header(&bytes).map_err(|_| corrupt(0, Problem::InvalidHeader))?;
+    let mut next = header.first_lsn;
+    let end = scan_frames(&bytes, header.first_lsn, |r| {
+        next = r.lsn + 1;
+        if (from..=last).contains(&r.lsn) {
+            visit(r);
+        }
+    });
+    // Frames after `last` may be mid-copy by a concurrent append; damage before is not.
+    if let End::Corrupt { offset, damage } | End::Torn { offset, damage } = end
+        && next <= last
+    {
+        return Err(corrupt(offset, Problem::Frame(damage)));
+    }
+    Ok(())
 }
 
 impl Iterator for Replay {

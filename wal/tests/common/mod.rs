@@ -36,9 +36,18 @@ pub fn assert_derived(record: &Record) {
     );
 }
 
-/// All records from `from`, failing the test on an error.
+/// All records from `from` (by `replay`, checked against `replay_each`), failing the
+/// test on an error.
 pub fn replay_all(wal: &Wal, from: Lsn) -> Vec<Record> {
-    wal.replay(from).collect::<Result<Vec<_>, _>>().expect("replay")
+    let records = wal.replay(from).collect::<Result<Vec<_>, _>>().expect("replay");
+    let mut borrowed = Vec::new();
+    wal.replay_each(from, |r| {
+        borrowed.push(Record::from(r));
+        Ok::<_, memdb_wal::Error>(())
+    })
+    .expect("replay_each");
+    assert_eq!(borrowed, records, "replay_each visits exactly what replay yields");
+    records
 }
 
 /// splitmix64: small, deterministic, good enough to draw test cases from a seed.
