@@ -55,5 +55,5 @@ pub use frame::Damage;
 pub use options::{Durability, Options, RecoveryMode};
 pub use record::{Entry, Lsn, Op, Record, RecordRef};
 pub use recovery::RecoveryReport;
-pub use replay::Replay;
+pub use replay::{Replay, SegmentReplay};
 pub use wal::{Wal, WalStats};

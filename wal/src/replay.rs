@@ -68,6 +68,46 @@ pub(crate) fn visit_segment(
     Ok(())
 }
 
+/// One segment of a log to read, from [`crate::Wal::replay_segments`]: its records with
+/// an LSN in the range asked for, borrowed from its bytes.
+pub struct SegmentReplay {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) name: String,
+    /// Bytes of data (not the preallocated zeros after them).
+    pub(crate) used: u64,
+    pub(crate) from: Lsn,
+    pub(crate) last: Lsn,
+}
+
+impl SegmentReplay {
+    /// Bytes of the segment's data: what reading it costs.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.used
+    }
+
+    /// Whether the segment holds no data past its header.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.used <= crate::format::HEADER_LEN as u64
+    }
+
+    /// Calls `visit` on each of the segment's records in the range, oldest first. Stops
+    /// at the first error `visit` returns, and returns it.
+    ///
+    /// # Errors
+    /// I/O errors and [`Error::Corrupt`] (as [`crate::Wal::replay`]), or `visit`'s.
+    pub fn visit<E: From<Error>>(&self, mut visit: impl FnMut(RecordRef<'_>) -> Result<(), E>) -> Result<(), E> {
+        let mut failed = None;
+        visit_segment(self.storage.as_ref(), &self.name, self.used, self.from, self.last, |r| {
+            if failed.is_none() {
+                failed = visit(r).err();
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+}
+
 impl Iterator for Replay {
     type Item = Result<Record, Error>;
 

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::options::{Durability, Options};
 use crate::record::{Entry, Lsn};
 use crate::recovery::{RecoveryReport, recover};
-use crate::replay::Replay;
+use crate::replay::{Replay, SegmentReplay};
 use crate::storage::{DirStorage, Storage};
 use crate::sync::Durable;
 use crate::writer::{Active, Failure, Writer};
@@ -184,19 +184,21 @@ impl Wal {
         from: Lsn,
         mut visit: impl FnMut(crate::RecordRef<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.replay_segments(from).iter().try_for_each(|segment| segment.visit(&mut visit))
+    }
+
+    /// The log from `from` on, as appended so far, cut at its segments (oldest first):
+    /// each [`SegmentReplay`] reads one segment on its own, so several threads can load
+    /// a log together, and a caller that keeps the order of the parts has the log's.
+    #[must_use]
+    pub fn replay_segments(&self, from: Lsn) -> Vec<SegmentReplay> {
         let (segments, last) = self.segments();
-        for (name, _, used) in segments.iter().skip(crate::replay::segments_before(&segments, from)) {
-            let mut failed = None;
-            crate::replay::visit_segment(self.shared.storage.as_ref(), name, *used, from, last, |r| {
-                if failed.is_none() {
-                    failed = visit(r).err();
-                }
-            })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-        }
-        Ok(())
+        let skip = crate::replay::segments_before(&segments, from);
+        segments
+            .into_iter()
+            .skip(skip)
+            .map(|(name, _, used)| SegmentReplay { storage: Arc::clone(&self.shared.storage), name, used, from, last })
+            .collect()
     }
 
     /// The segments to read, oldest first (name, first LSN, bytes of data), and the LSN
