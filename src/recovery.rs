@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use memdb_wal::storage::Storage;
-use memdb_wal::{Op, Wal};
+use memdb_wal::{Op, SegmentReplay, Wal};
 use tokio::sync::Notify;
 
-use crate::cache::Clock;
+use crate::cache::{Clock, Gathered};
 use crate::config::Config;
 use crate::db::{Inner, MemDb};
 use crate::drain::Drain;
@@ -144,38 +144,130 @@ fn instance_name(wal_dir: &std::path::Path) -> String {
     format!("memdb {hash:016x}")
 }
 
-/// Loads every record of the WAL into memory as dirty (highest LSN wins per key),
-/// straight from the segments' bytes (no owned copy of each record).
+/// Records a reader gathers before applying them: enough for each shard's run to fill
+/// its table's cache lines, few enough that superseded versions of a key (a log of
+/// updates) never pile up in memory (about 64 MiB of 214-byte records).
+const GATHER_RECORDS: usize = 1 << 18;
+
+/// Loads every record of the WAL into memory as dirty (highest LSN wins per key): the
+/// log is cut into runs of whole segments read side by side, one per core, each record
+/// borrowed from its segment's bytes, gathered by table and shard and applied a shard
+/// at a time (see `cache::Gathered`).
 fn replay_wal(wal: &Wal, tables: &Tables, now: u32) -> Result<u64> {
-    let mut count = 0;
-    let mut last: Option<Arc<crate::tables::Table>> = None;
-    wal.replay_each(1, |record| {
-        count += 1;
-        let entry = record.entry;
-        let invalid = |reason: &str| Error::InvalidValue {
-            table: entry.table.to_owned(),
-            key: entry.key.to_owned(),
-            reason: format!("{reason} (WAL record at LSN {})", record.lsn),
-        };
-        let text = std::str::from_utf8(entry.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
-        // Runs of records of one table are the rule: look it up once per run.
-        let table = match last.take() {
-            Some(t) if t.name == entry.table => t,
-            _ => tables.get_or_insert(entry.table, Schema::default(), false).0,
-        };
-        match entry.op {
-            Op::CreateTable => {
-                let schema =
-                    Schema::from_json(entry.table, &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?)?;
-                table.recover_schema(schema, record.lsn);
-            }
-            Op::Put | Op::Delete => {
-                let value = Record::new(entry.key, (entry.op == Op::Put).then_some(text));
-                table.cache.recover(entry.key, value, record.lsn, now);
-            }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let runs = split_evenly(wal.replay_segments(1), threads, SegmentReplay::len);
+    let readers = runs.len();
+    let counts: Vec<Result<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = runs
+            .into_iter()
+            .enumerate()
+            .map(|(i, run)| s.spawn(move || load(&run, tables, crate::cache::SHARDS * i / readers, now)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    // The oldest run's error first: the one a reader of the whole log meets first.
+    counts.into_iter().sum()
+}
+
+/// Cuts `items` (segments) into at most `n` runs of consecutive ones, of about equal
+/// `len` (bytes) each.
+fn split_evenly<T>(items: Vec<T>, n: usize, len: impl Fn(&T) -> u64) -> Vec<Vec<T>> {
+    let total = u128::from(items.iter().map(&len).sum::<u64>().max(1));
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let (mut before, mut run_of_last) = (0u128, None);
+    for item in items {
+        // Each item goes to the run its middle byte falls in: runs in order, each about
+        // a `1/n`th of the bytes.
+        let size = u128::from(len(&item));
+        let run = (2 * before + size) * n as u128 / (2 * total);
+        before += size;
+        match runs.last_mut() {
+            Some(last) if run_of_last == Some(run) => last.push(item),
+            _ => runs.push(vec![item]),
         }
-        last = Some(table);
-        Ok::<_, Error>(())
-    })?;
+        run_of_last = Some(run);
+    }
+    runs
+}
+
+/// Reads a run of segments into the tables' maps, applying what it gathered every
+/// [`GATHER_RECORDS`] records, starting at shard `first`; returns the records read.
+/// Create-table records set their table's schema (the newest wins, whoever reads it).
+fn load(segments: &[SegmentReplay], tables: &Tables, first: usize, now: u32) -> Result<u64> {
+    let mut count = 0;
+    let mut gathered: Vec<(Arc<crate::tables::Table>, Gathered)> = Vec::new();
+    let mut pending = 0;
+    let apply = |gathered: &mut Vec<(Arc<crate::tables::Table>, Gathered)>| {
+        for (table, records) in gathered {
+            table.cache.apply_gathered(records, first, now);
+        }
+    };
+    // Runs of records of one table are the rule: the last one's index is kept.
+    let mut last = 0;
+    for segment in segments {
+        segment.visit(|record| {
+            count += 1;
+            let entry = record.entry;
+            let invalid = |reason: &str| Error::InvalidValue {
+                table: entry.table.to_owned(),
+                key: entry.key.to_owned(),
+                reason: format!("{reason} (WAL record at LSN {})", record.lsn),
+            };
+            let text = std::str::from_utf8(entry.value).map_err(|_| invalid("a WAL record that is not UTF-8"))?;
+            if gathered.get(last).is_none_or(|(t, _)| t.name != entry.table) {
+                last = match gathered.iter().position(|(t, _)| t.name == entry.table) {
+                    Some(i) => i,
+                    None => {
+                        gathered.push((tables.get_or_insert(entry.table, Schema::default(), false).0, Gathered::new()));
+                        gathered.len() - 1
+                    }
+                };
+            }
+            let Some((table, into)) = gathered.get_mut(last) else { unreachable!("`last` indexes `gathered`") };
+            match entry.op {
+                Op::CreateTable => {
+                    let schema = Schema::from_json(
+                        entry.table,
+                        &serde_json::from_str(text).map_err(|e| invalid(&e.to_string()))?,
+                    )?;
+                    table.recover_schema(schema, record.lsn);
+                }
+                Op::Put | Op::Delete => {
+                    let value = Record::new(entry.key, (entry.op == Op::Put).then_some(text));
+                    table.cache.gather(into, value, record.lsn);
+                    pending += 1;
+                    if pending == GATHER_RECORDS {
+                        apply(&mut gathered);
+                        pending = 0;
+                    }
+                }
+            }
+            Ok::<_, Error>(())
+        })?;
+    }
+    apply(&mut gathered);
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_evenly;
+
+    #[test]
+    fn segments_are_split_into_runs_of_about_equal_bytes_in_order() {
+        let split = |sizes: &[u64], n| split_evenly(sizes.to_vec(), n, |s| *s);
+        assert_eq!(split(&[64, 64, 64, 64], 2), vec![vec![64, 64], vec![64, 64]]);
+        assert_eq!(split(&[64, 64, 64, 64, 1], 2), vec![vec![64, 64], vec![64, 64, 1]]);
+        assert_eq!(split(&[64, 64, 64, 64], 3), vec![vec![64], vec![64, 64], vec![64]]);
+        assert_eq!(split(&[64, 64, 64, 64], 8), vec![vec![64], vec![64], vec![64], vec![64]]);
+        assert_eq!(split(&[64], 2), vec![vec![64]], "one segment, one run");
+        assert_eq!(split(&[], 2), Vec::<Vec<u64>>::new());
+        assert_eq!(split(&[5, 5, 5], 1), vec![vec![5, 5, 5]]);
+        // Whatever the sizes: at most `n` runs, the segments in their order.
+        let sizes: Vec<u64> = (1..40).map(|i| (i * 7919) % 97 + 1).collect();
+        for n in 1..6 {
+            let runs = split(&sizes, n);
+            assert!(runs.len() <= n && runs.concat() == sizes, "{n}: {runs:?}");
+        }
+    }
 }

@@ -11,6 +11,7 @@
 //!   [`Cache::min_dirty_lsn`] refuses to name a WAL watermark;
 //! - ⚑ dirty slots are never evicted; a delete leaves a dirty tombstone until flushed.
 
+mod replay;
 mod shard;
 
 use std::collections::HashSet;
@@ -23,10 +24,11 @@ use memdb_wal::Lsn;
 use crate::record::Record;
 use crate::text::Text;
 
+pub(crate) use replay::Gathered;
 use shard::Shard;
 
 /// Shards per table: enough that a shard's lock is short even when it is scanned.
-const SHARDS: usize = 128;
+pub(crate) const SHARDS: usize = 128;
 /// Dirty records a flush takes from a shard per lock (a few microseconds' work).
 const TAKE_PER_LOCK: usize = 256;
 
@@ -190,9 +192,17 @@ impl Cache {
     #[inline]
     fn shard_of<'k>(&self, key: &'k str) -> (Key<'k>, &RwLock<Shard>) {
         let key = self.hasher.key(key);
-        let i = (key.hash >> 32) as usize % SHARDS;
-        let shard = self.shards.get(i).unwrap_or_else(|| unreachable!("index is reduced modulo SHARDS"));
+        let shard = self
+            .shards
+            .get(Self::shard_index(key.hash))
+            .unwrap_or_else(|| unreachable!("index is reduced modulo SHARDS"));
         (key, &shard.0)
+    }
+
+    /// The shard of a key with this hash: bits 32.. pick it.
+    #[inline]
+    fn shard_index(hash: u64) -> usize {
+        (hash >> 32) as usize % SHARDS
     }
 
     fn all_shards(&self) -> impl Iterator<Item = &RwLock<Shard>> {
@@ -287,16 +297,6 @@ impl Cache {
         shard.put_clean(key, record, lsn, now);
         self.cached.fetch_add(1, Ordering::Relaxed);
         true
-    }
-
-    /// Replays a recovered record as dirty if it is newer than what memory holds.
-    pub(crate) fn recover(&self, key: &str, record: Record, lsn: Lsn, now: u32) {
-        let (key, shard) = self.shard_of(key);
-        let mut shard = Self::write_lock(shard);
-        if shard.get(key).is_none_or(|s| s.lsn < lsn) {
-            let change = shard.put_dirty(key, record, lsn, now);
-            self.account(change);
-        }
     }
 
     /// Takes up to `max` dirty records for the flusher, a bounded number per lock. The

@@ -50,6 +50,32 @@ impl Slot {
     }
 }
 
+/// A key as a write brings it: borrowed, or already in the [`Text`] the dirty list keeps.
+pub(super) trait KeyText {
+    fn as_str(&self) -> &str;
+    fn into_text(self) -> Text;
+}
+
+impl KeyText for &str {
+    fn as_str(&self) -> &str {
+        self
+    }
+
+    fn into_text(self) -> Text {
+        Text::from(self)
+    }
+}
+
+impl KeyText for Text {
+    fn as_str(&self) -> &str {
+        self
+    }
+
+    fn into_text(self) -> Text {
+        self
+    }
+}
+
 /// Changes to the table-wide counters caused by one shard operation.
 #[derive(Default)]
 pub(super) struct Change {
@@ -107,7 +133,24 @@ impl Shard {
     /// or not.
     pub(super) fn put_dirty(&mut self, key: Key<'_>, record: Record, lsn: Lsn, now: u32) -> Change {
         debug_assert_eq!(record.key(), key.text);
-        match self.map.entry(key.hash, holds(key), rehash) {
+        self.put_dirty_unless(key.hash, key.text, record, lsn, now, |_| false)
+    }
+
+    /// As [`Shard::put_dirty`] (`hash` is `key`'s, and `key` the record's), unless `keep`
+    /// says the slot found stays as it is. A `key` already in a [`Text`] goes onto the
+    /// dirty list as it is: the record itself is not read (a replay's records are no
+    /// longer in the cache when they are applied).
+    pub(super) fn put_dirty_unless(
+        &mut self,
+        hash: u64,
+        key: impl KeyText,
+        record: Record,
+        lsn: Lsn,
+        now: u32,
+        keep: impl Fn(&Slot) -> bool,
+    ) -> Change {
+        match self.map.entry(hash, holds(Key { hash, text: key.as_str() }), rehash) {
+            Entry::Occupied(entry) if keep(entry.get()) => Change::default(),
             Entry::Occupied(mut entry) => {
                 let slot = entry.get_mut();
                 let was = slot.state;
@@ -118,34 +161,26 @@ impl Shard {
                 match was {
                     State::Dirty => Change::default(),
                     State::Clean => {
-                        self.dirty.push(Text::from(key.text));
+                        self.dirty.push(key.into_text());
                         Change { cached: 0, dirty: 1 }
                     }
-                    State::Parked => self.unpark(key.text),
+                    // A parked slot got a new value, and with it a new chance: off the
+                    // parked list, onto the dirty one.
+                    State::Parked => {
+                        if let Some(i) = self.parked.iter().position(|k| &**k == key.as_str()) {
+                            let k = self.parked.swap_remove(i);
+                            self.dirty.push(k);
+                        }
+                        Change::default()
+                    }
                 }
             }
             Entry::Vacant(entry) => {
-                self.dirty.push(Text::from(key.text));
-                entry.insert(Slot {
-                    record,
-                    hash: key.hash,
-                    lsn,
-                    last_access: AtomicU32::new(now),
-                    state: State::Dirty,
-                });
+                entry.insert(Slot { record, hash, lsn, last_access: AtomicU32::new(now), state: State::Dirty });
+                self.dirty.push(key.into_text());
                 Change { cached: 1, dirty: 1 }
             }
         }
-    }
-
-    /// A parked slot got a new value, and with it a new chance: off the parked list,
-    /// onto the dirty one.
-    fn unpark(&mut self, key: &str) -> Change {
-        if let Some(i) = self.parked.iter().position(|k| &**k == key) {
-            let k = self.parked.swap_remove(i);
-            self.dirty.push(k);
-        }
-        Change::default()
     }
 
     /// Moves up to `max` dirty records to `out`, off the list.

@@ -46,7 +46,7 @@
 mod child;
 mod model;
 mod parent;
-mod rng;
+pub(crate) mod rng;
 
 use std::path::PathBuf;
 use std::time::Duration;
