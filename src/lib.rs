@@ -37,6 +37,7 @@ mod connect;
 mod counter;
 mod db;
 mod drain;
+#[cfg(feature = "testkit")]
 pub mod drill;
 mod durability;
 mod error;
@@ -46,6 +47,7 @@ mod internals;
 mod json;
 mod log;
 mod pg;
+#[cfg(feature = "testkit")]
 pub mod postgres;
 mod record;
 mod recovery;

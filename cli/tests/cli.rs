@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use memdb::wal::format::segment_name;
 use memdb::wal::{Durability, Options, Wal};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wal/tests/fixtures/v1");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../wal/tests/fixtures/v1");
 
 /// A copy of fixture `name` in a fresh temp dir: (temp dir, WAL dir inside it).
 fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
