@@ -357,7 +357,8 @@ fn sync_baselines(group: &mut BenchmarkGroup<'_, WallTime>) {
                         file = storage.create(&format!("seg{n}"), len).expect("create");
                         offset = 0;
                     }
-                    file.write_at(offset, &record).expect("write");
+                    // SAFETY: this loop is the file's only writer.
+                    unsafe { file.write_at(offset, &record) }.expect("write");
                     file.sync_range(offset, FRAME_TARGET).expect("msync");
                     offset += FRAME_TARGET;
                 })

@@ -1,4 +1,4 @@
-//! Configuration: a builder with the original's defaults, and `from_env` reading the
+//! Configuration: the settings with the original's defaults, and `from_env` reading the
 //! process environment and a `.env` file.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,16 @@ use memdb_wal::Durability;
 
 use crate::error::{Error, Result};
 
-/// How a [`crate::MemDb`] runs. Build with [`Config::new`] or [`Config::from_env`].
+/// How a [`crate::MemDb`] runs. Start from [`Config::new`] or [`Config::from_env`] and
+/// set the fields you need; the struct is `#[non_exhaustive]`, so new settings (with
+/// defaults) never break code written this way:
+///
+/// ```
+/// let mut config = memdb::Config::new("host=localhost user=memdb", "/var/lib/mydaemon/wal");
+/// config.flush_interval = std::time::Duration::from_secs(2);
+/// config.durability = memdb::Durability::Sync;
+/// assert!(config.validate().is_ok());
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {

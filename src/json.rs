@@ -50,6 +50,14 @@ impl Json {
     }
 }
 
+/// Serialises as the JSON object it holds (parsed once, so any serde format gets the
+/// object's structure, not a string).
+impl Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
 impl fmt::Debug for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -83,7 +91,7 @@ impl PartialEq<serde_json::Value> for Json {
 }
 
 /// A row returned by a query: the key and the record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Row {
     /// The record's key.
     pub key: String,
@@ -122,6 +130,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn records_and_rows_serialise_as_the_objects_they_hold() {
+        let record = Json::put("call:1", r#"{"status":"up","turns":3,"tags":["a"]}"#);
+        let expected = json!({"status": "up", "turns": 3, "tags": ["a"]});
+        assert_eq!(serde_json::to_value(&record).expect("serialise"), expected, "an object, not a string");
+        let row = Row { key: "call:1".into(), data: record };
+        assert_eq!(serde_json::to_value(&row).expect("serialise"), json!({"key": "call:1", "data": expected}));
+    }
 
     #[test]
     fn merge_patch_follows_rfc_7396() {

@@ -67,6 +67,7 @@ pub use memdb_wal::Durability;
 pub use schema::{FieldType, Schema};
 pub use stats::Stats;
 pub use store::StoreError;
+pub use tokio_postgres::types::ToSql;
 pub use validate::{MAX_KEY_BYTES, MAX_TABLE_NAME};
 
 #[doc = include_str!("../README.md")]

@@ -27,8 +27,8 @@ pub(crate) fn create(storage: &dyn Storage, first_lsn: Lsn, size: u64) -> Result
     let name = segment_name(first_lsn);
     let temp = format!("{name}{TEMP_SUFFIX}");
     let file = storage.create(&temp, size).map_err(|e| Error::io("creating", &temp, e))?;
-    let prepared = file
-        .write_at(0, &encode_header(first_lsn))
+    // SAFETY: the file was just created by this thread, and nothing else has it yet.
+    let prepared = unsafe { file.write_at(0, &encode_header(first_lsn)) }
         .and_then(|()| file.sync_all())
         .and_then(|()| storage.rename(&temp, &name));
     if let Err(e) = prepared {

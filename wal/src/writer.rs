@@ -94,7 +94,9 @@ impl Writer {
         }
         debug_assert!(body <= limit);
         let (file, offset) = (&self.active.file, self.active.offset);
-        file.write_at(offset, &self.buf).map_err(|e| {
+        // SAFETY: the writer is the only one to write the active segment, and it runs
+        // under the log's writer mutex (`&mut self`): no other write overlaps.
+        unsafe { file.write_at(offset, &self.buf) }.map_err(|e| {
             Failure::Fatal(Error::io("appending to", format!("{} at offset {offset} (LSN {lsn})", self.active.name), e))
         })?;
         self.active.offset += self.buf.len() as u64;

@@ -44,7 +44,8 @@ fn frame_offsets(bytes: &[u8], n: usize) -> Vec<usize> {
 fn disk_with(name: &str, bytes: &[u8]) -> SimStorage {
     let disk = SimStorage::default();
     let file = disk.create(name, bytes.len() as u64).expect("create");
-    file.write_at(0, bytes).expect("write");
+    // SAFETY: the file was just created here; nothing else writes it.
+    unsafe { file.write_at(0, bytes) }.expect("write");
     file.sync_all().expect("sync");
     disk.sync_dir().expect("sync dir");
     disk

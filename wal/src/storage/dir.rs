@@ -133,14 +133,14 @@ impl SegmentFile for MappedFile {
         self.map.len() as u64
     }
 
-    fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    unsafe fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         if start.checked_add(bytes.len()).is_none_or(|end| end > self.map.len()) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "write past the end of a segment"));
         }
         // SAFETY: the range is inside the mapping (checked above), the mapping lives as
-        // long as `self`, and the log's single writer never hands out overlapping ranges,
-        // so no other thread reads or writes these bytes through this mapping meanwhile.
+        // long as `self`, and the caller guarantees no overlapping write runs meanwhile
+        // (this function's contract); reads go through `read`, never this mapping.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr().add(start), bytes.len()) };
         Ok(())
     }

@@ -80,9 +80,16 @@ pub trait SegmentFile: Send + Sync {
     /// Writes `bytes` at `offset`; once this returns they survive the process being
     /// killed (they are in the kernel), but not a power cut until synced.
     ///
+    /// # Safety
+    /// No other write to an overlapping range of the same file — through this handle or
+    /// any other on it — may run at the same time: a file may be written through a
+    /// shared memory mapping, where two such writes are a data race. The log keeps this
+    /// by construction (one writer, under its mutex; a new file is written by the one
+    /// thread that created it; the meta file under the truncation lock).
+    ///
     /// # Errors
     /// Any I/O error, or a range outside the file.
-    fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()>;
+    unsafe fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()>;
     /// Puts bytes `offset..offset + len` on stable storage.
     ///
     /// # Errors

@@ -276,7 +276,7 @@ impl SegmentFile for SimFile {
         self.len
     }
 
-    fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    unsafe fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let mut disk = self.disk.lock();
         disk.writes += 1;
         if disk.faults.fail_write == Some(disk.writes) {
