@@ -609,28 +609,27 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
             },
         )
     };
-    let memdb_gets = |keys: &Keys, threads: u64, offset: u64, count: u64| {
-        let one = |rt: &mut Runtime, t: u64, count: u64| {
-            let base = offset + t * 1_000_003;
+    let handle = rt.block_on(db.table(table)).expect("a table handle");
+    // memdb's gets by table name (`MemDb::get`) or through a handle (`Table::get`).
+    let memdb_gets = |via_handle: bool, keys: &Keys, threads: u64, offset: u64, count: u64| {
+        let run = |rt: &Runtime, base: u64, count: u64| {
             rt.block_on(async {
                 for i in 0..count {
-                    black_box(db.get(table, keys.get(base + i)).await.expect("get"));
+                    let key = keys.get(base + i);
+                    let got = if via_handle { handle.get(key).await } else { db.get(table, key).await };
+                    black_box(got.expect("get"));
                 }
             });
         };
         if threads == 1 {
             // The loaded database's own runtime, on this thread.
             let start = Instant::now();
-            let ((), cpu) = on_cpu(|| {
-                rt.block_on(async {
-                    for i in 0..count {
-                        black_box(db.get(table, keys.get(offset + i)).await.expect("get"));
-                    }
-                });
-            });
+            let ((), cpu) = on_cpu(|| run(rt, offset, count));
             (start.elapsed(), cpu)
         } else {
-            concurrently(threads, count, current_thread, one)
+            concurrently(threads, count, current_thread, |rt: &mut Runtime, t, count| {
+                run(rt, offset + t * 1_000_003, count);
+            })
         }
     };
 
@@ -646,57 +645,61 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
                     bare.push(iters, elapsed, cpu)
                 });
             });
-            let mut engine = Samples::default();
-            group.bench_function(BenchmarkId::new(format!("memdb/{case}"), threads), |b| {
-                b.iter_custom(|iters| {
-                    let (elapsed, cpu) = memdb_gets(keys, threads, next.fetch_add(iters, Ordering::Relaxed), iters);
-                    engine.push(iters, elapsed, cpu)
+            for (via_handle, name, goal) in [(false, "memdb", 0.8), (true, "memdb_handle", 0.9)] {
+                let mut engine = Samples::default();
+                group.bench_function(BenchmarkId::new(format!("{name}/{case}"), threads), |b| {
+                    b.iter_custom(|iters| {
+                        let offset = next.fetch_add(iters, Ordering::Relaxed);
+                        let (elapsed, cpu) = memdb_gets(via_handle, keys, threads, offset, iters);
+                        engine.push(iters, elapsed, cpu)
+                    });
                 });
-            });
-            if engine.0.is_empty() || bare.0.is_empty() {
-                continue;
+                if engine.0.is_empty() || bare.0.is_empty() {
+                    continue;
+                }
+                // The ratio judged: paired rounds, memdb and the bare map back to back in
+                // alternating order, so both see the same neighbours' load.
+                let rounds = if smoke() { 1 } else { 9 };
+                let count = if smoke() { 1_000 } else { (bare.rate() * 0.15) as u64 };
+                let mut wall = Vec::new();
+                let mut on_cpu_ratio = Vec::new();
+                for round in 0..rounds {
+                    let offset = next.fetch_add(2 * count, Ordering::Relaxed);
+                    let measure_bare = || bare_gets(keys, threads, offset, count);
+                    let measure_memdb = || memdb_gets(via_handle, keys, threads, offset + count, count);
+                    let ((b_wall, b_cpu), (m_wall, m_cpu)) = if round % 2 == 0 {
+                        let b = measure_bare();
+                        (b, measure_memdb())
+                    } else {
+                        let m = measure_memdb();
+                        (measure_bare(), m)
+                    };
+                    wall.push(b_wall.as_secs_f64() / m_wall.as_secs_f64().max(f64::MIN_POSITIVE));
+                    on_cpu_ratio.push(b_cpu.on.as_secs_f64() / m_cpu.on.as_secs_f64().max(f64::MIN_POSITIVE));
+                }
+                let (ratio, cpu_ratio) = (median(&mut wall), median(&mut on_cpu_ratio));
+                let spread = format!("{:.2}..{:.2}", wall.first().unwrap_or(&0.0), wall.last().unwrap_or(&0.0));
+                let how = if via_handle { "through a table handle" } else { "by table name" };
+                summary(format!(
+                    "get/{case}/{threads} thread(s), {how}: memdb {} gets/s ({:.0} ns CPU per get, {:.0}% waiting for a CPU), bare map {} gets/s ({:.0} ns CPU, {:.0}% waiting) in criterion's runs; \
+                     {rounds} paired rounds of {count} gets: memdb at {ratio:.2}x of the limit by the wall clock (rounds {spread}), {cpu_ratio:.2}x by CPU time (goal >= {goal}x: {})",
+                    fmt_rate(engine.rate()),
+                    engine.cpu_ns(),
+                    engine.waiting(threads),
+                    fmt_rate(bare.rate()),
+                    bare.cpu_ns(),
+                    bare.waiting(threads),
+                    verdict(ratio >= goal),
+                ));
+                row(
+                    &format!("2 get hit {how}, {case}, {threads} thread(s)"),
+                    format!("{} /s ({:.0} ns CPU)", fmt_rate(engine.rate()), engine.cpu_ns()),
+                    format!("bare map {} /s ({:.0} ns CPU)", fmt_rate(bare.rate()), bare.cpu_ns()),
+                    format!("{ratio:.2}x paired (CPU {cpu_ratio:.2}x)"),
+                    &format!(">= {goal}x"),
+                    verdict(ratio >= goal),
+                );
             }
-            // The ratio judged: paired rounds, memdb and the bare map back to back in
-            // alternating order, so both see the same neighbours' load.
-            let rounds = if smoke() { 1 } else { 9 };
-            let count = if smoke() { 1_000 } else { (bare.rate() * 0.15) as u64 };
-            let mut wall = Vec::new();
-            let mut on_cpu_ratio = Vec::new();
-            for round in 0..rounds {
-                let offset = next.fetch_add(2 * count, Ordering::Relaxed);
-                let measure_bare = || bare_gets(keys, threads, offset, count);
-                let measure_memdb = || memdb_gets(keys, threads, offset + count, count);
-                let ((b_wall, b_cpu), (m_wall, m_cpu)) = if round % 2 == 0 {
-                    let b = measure_bare();
-                    (b, measure_memdb())
-                } else {
-                    let m = measure_memdb();
-                    (measure_bare(), m)
-                };
-                wall.push(b_wall.as_secs_f64() / m_wall.as_secs_f64().max(f64::MIN_POSITIVE));
-                on_cpu_ratio.push(b_cpu.on.as_secs_f64() / m_cpu.on.as_secs_f64().max(f64::MIN_POSITIVE));
-            }
-            let (ratio, cpu_ratio) = (median(&mut wall), median(&mut on_cpu_ratio));
-            let spread = format!("{:.2}..{:.2}", wall.first().unwrap_or(&0.0), wall.last().unwrap_or(&0.0));
-            summary(format!(
-                "get/{case}/{threads} thread(s): memdb {} gets/s ({:.0} ns CPU per get, {:.0}% waiting for a CPU), bare map {} gets/s ({:.0} ns CPU, {:.0}% waiting) in criterion's runs; \
-                 {rounds} paired rounds of {count} gets: memdb at {ratio:.2}x of the limit by the wall clock (rounds {spread}), {cpu_ratio:.2}x by CPU time (goal >= 0.8x: {})",
-                fmt_rate(engine.rate()),
-                engine.cpu_ns(),
-                engine.waiting(threads),
-                fmt_rate(bare.rate()),
-                bare.cpu_ns(),
-                bare.waiting(threads),
-                verdict(ratio >= 0.8),
-            ));
-            row(
-                &format!("2 get hit, {case}, {threads} thread(s)"),
-                format!("{} /s ({:.0} ns CPU)", fmt_rate(engine.rate()), engine.cpu_ns()),
-                format!("bare map {} /s ({:.0} ns CPU)", fmt_rate(bare.rate()), bare.cpu_ns()),
-                format!("{ratio:.2}x paired (CPU {cpu_ratio:.2}x)"),
-                ">= 0.8x",
-                verdict(ratio >= 0.8),
-            );
         }
     }
     group.finish();

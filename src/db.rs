@@ -11,14 +11,13 @@ use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 
 use crate::background::Background;
-use crate::cache::{Clock, Epoch, Lookup, Value};
+use crate::cache::Clock;
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::durability::Syncer;
 use crate::error::{Error, Result};
-use crate::json::{Json, Row, merge_patch};
+use crate::json::{Json, Row};
 use crate::pg::Pg;
-use crate::record::Record;
 use crate::schema::Schema;
 use crate::stats::{Counters, Stats};
 use crate::tables::{Table, Tables};
@@ -194,27 +193,12 @@ impl MemDb {
         // task, and it must not starve the runtime (tokio's cooperative budget).
         tokio::task::coop::consume_budget().await;
         let inner = &self.inner;
-        validate::key(key)?;
-        let record = crate::json::serialize(key, value).map_err(|e| Error::InvalidValue {
-            table: table.into(),
-            key: key.into(),
-            reason: e.to_string(),
-        })?;
-        let json = record.value().unwrap_or_default().as_bytes();
-        validate::value(table, key, json, inner.config.max_record_bytes)?;
-        if inner.over_budget.load(Ordering::Relaxed) {
-            Box::pin(inner.backpressure()).await?;
-        }
-        let put = |t: &Table| {
-            t.schema().check(table, key, json)?;
-            Ok::<_, Error>((inner.log_write(t, key, &record)?, t.cache.dirty()))
-        };
-        let (lsn, dirty) = match inner.tables.with(table, |t| put(t)) {
+        let record = inner.prepare_put(table, key, value).await?;
+        let (lsn, dirty) = match inner.tables.with(table, |t| inner.put(t, key, &record)) {
             Some(written) => written?,
-            // Boxed, as every rarely taken await here: the common path's future stays small.
-            None => put(&*Box::pin(inner.table_for_write(table)).await?)?,
+            // Boxed: the common path's future stays small.
+            None => inner.put(&*Box::pin(inner.table_for_write(table)).await?, key, &record)?,
         };
-        inner.counters.inserts.incr();
         inner.after_write(lsn, dirty).await
     }
 
@@ -232,33 +216,7 @@ impl MemDb {
         self.check_writable()?;
         tokio::task::coop::consume_budget().await; // see `upsert`
         let t = self.inner.table_for_write(table).await?;
-        validate::key(key)?;
-        self.inner.backpressure().await?;
-        let inner = &self.inner;
-        loop {
-            let base = match t.cache.peek(key) {
-                Some(_) => None,
-                None => inner.load_from_pg(&t, key).await?,
-            };
-            let update = |current: Option<&str>| -> Result<Record> {
-                let mut doc =
-                    current.map_or_else(|| serde_json::json!({}), |v| serde_json::from_str(v).unwrap_or_default());
-                merge_patch(&mut doc, patch);
-                let json = doc.to_string();
-                validate::value(table, key, json.as_bytes(), inner.config.max_record_bytes)?;
-                t.schema().check(table, key, json.as_bytes())?;
-                Ok(Record::put(key, &json))
-            };
-            match inner.log_update(&t, key, base, update) {
-                Ok((lsn, record)) => {
-                    inner.counters.inserts.incr();
-                    inner.after_write(lsn, t.cache.dirty()).await?;
-                    return Ok(Json::new(record));
-                }
-                Err(crate::cache::Update::Raced) => continue,
-                Err(crate::cache::Update::Failed(e)) => return Err(e),
-            }
-        }
+        self.inner.patch_in(&t, key, patch).await
     }
 
     /// Deletes the record. It stays deleted (a tombstone in memory) until the flush
@@ -277,11 +235,7 @@ impl MemDb {
         validate::key(key)?;
         let Some(t) = self.inner.table(table).await? else { return Ok(()) };
         tokio::task::coop::consume_budget().await; // see `upsert`
-        self.inner.backpressure().await?;
-        let inner = &self.inner;
-        let lsn = inner.log_write(&t, key, &Record::tombstone(key))?;
-        inner.counters.deletes.incr();
-        inner.after_write(lsn, t.cache.dirty()).await
+        self.inner.delete_in(&t, key).await
     }
 
     /// Reads a record: from memory on a hit (no copy), from PostgreSQL on a miss, then
@@ -300,15 +254,9 @@ impl MemDb {
         let inner = &self.inner;
         // The hit path borrows the table from the registry's snapshot: no lock taken
         // but the shard's, no reference count touched but the value's.
-        let found = inner.tables.with(table, |t| match t.cache.get(key, inner.clock.now()) {
-            Lookup::Hit(value) => Ok(value),
-            Lookup::Miss { epoch } => Err((Arc::clone(t), epoch)),
-        });
+        let found = inner.tables.with(table, |t| inner.lookup(t, key).map_err(|epoch| (Arc::clone(t), epoch)));
         match found {
-            Some(Ok(value)) => {
-                inner.counters.cache_hits.incr();
-                Ok(value.map(Json::new))
-            }
+            Some(Ok(value)) => Ok(value),
             // Boxed: the hit path's future stays a few words, not the PostgreSQL read's.
             Some(Err((t, epoch))) => Box::pin(inner.get_miss(&t, key, epoch)).await,
             None => {
@@ -402,12 +350,7 @@ impl MemDb {
         self.check_open()?;
         validate::table_name(table)?;
         let Some(t) = self.inner.table(table).await? else { return Ok(Vec::new()) };
-        if t.cache.dirty() > 0 || !t.pg_ready() {
-            self.inner.flush_all(Some(&t)).await?;
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.inner.pg().await?.query(table, where_sql, params, limit).await?;
-        Ok(rows.into_iter().map(|(key, data)| Row { data: Json::put(&key, &data), key }).collect())
+        self.inner.query_in(&t, where_sql, params, limit).await
     }
 
     /// Flushes the dirty records of one table, or of all, to PostgreSQL now. Returns the
@@ -450,13 +393,13 @@ impl MemDb {
     }
 
     #[inline]
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
     }
 
     /// Open, and not failed: writes are accepted.
     #[inline]
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         self.check_open()?;
         match self.inner.failure.get() {
             Some(cause) => Err(Error::Failed { cause: cause.clone() }),
@@ -516,29 +459,6 @@ impl Inner {
             Some(syncer) => syncer.wait(lsn).await,
             None => Ok(()),
         }
-    }
-
-    /// A read that missed memory: from PostgreSQL, then cached as clean unless a write
-    /// or a removal raced it (`epoch` is that of the lookup that missed).
-    async fn get_miss(&self, t: &Table, key: &str, epoch: Epoch) -> Result<Option<Json>> {
-        self.counters.cache_misses.incr();
-        validate::key(key)?;
-        self.ensure_pg_table(t).await?;
-        let Some((json, lsn)) = self.pg().await?.get(&t.name, key).await? else { return Ok(None) };
-        let record = Record::put(key, &json);
-        t.cache.load(key, record.clone(), lsn, epoch, self.clock.now());
-        Ok(Some(Json::new(record)))
-    }
-
-    /// Loads a record from PostgreSQL for a read-modify-write: its value (a tombstone
-    /// when absent) and the shard epoch of the lookup that missed; `None` when the record
-    /// is in memory after all (the update reads it there).
-    async fn load_from_pg(&self, t: &Table, key: &str) -> Result<Option<(Value, Epoch)>> {
-        let Lookup::Miss { epoch } = t.cache.get(key, self.clock.now()) else { return Ok(None) };
-        self.counters.cache_misses.incr();
-        self.ensure_pg_table(t).await?;
-        let row = self.pg().await?.get(&t.name, key).await?;
-        Ok(Some((row.map(|(json, _)| Record::put(key, &json)), epoch)))
     }
 
     /// Fails the engine for good (fail-stop): writes are refused with the cause.

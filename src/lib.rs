@@ -42,10 +42,12 @@ pub mod drill;
 mod durability;
 mod error;
 mod flush;
+mod handle;
 #[cfg(feature = "internals")]
 mod internals;
 mod json;
 mod log;
+mod ops;
 mod pg;
 #[cfg(feature = "testkit")]
 pub mod postgres;
@@ -61,6 +63,7 @@ mod validate;
 pub use config::Config;
 pub use db::MemDb;
 pub use error::{Error, Result};
+pub use handle::Table;
 pub use json::{Json, Row};
 pub use memdb_wal as wal;
 pub use memdb_wal::Durability;
