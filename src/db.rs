@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use memdb_wal::{Lsn, Wal};
+use memdb_wal::{Durability, Lsn, Wal};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -175,7 +175,40 @@ impl MemDb {
     /// the WAL and memory, or nowhere); it is never half done and never acknowledged, and
     /// nothing else is affected.
     pub async fn insert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
-        self.upsert(table, key, value).await
+        self.insert_with(table, key, value, self.inner.config.durability).await
+    }
+
+    /// [`MemDb::insert`], acknowledged as `durability` says rather than as the engine
+    /// is configured: `Durability::Sync` returns once the write is on stable storage
+    /// (it survives a power cut) also in a `Periodic` engine — for the few writes that
+    /// must; `Periodic(_)` returns once it is in the WAL (it survives a crash of the
+    /// process), without waiting for a sync, also in a `Sync` engine.
+    ///
+    /// # Errors
+    /// As [`MemDb::insert`].
+    ///
+    /// # Cancel safety
+    /// As [`MemDb::insert`]; dropped while it waits for the sync, the write is in the WAL
+    /// and memory, not acknowledged, and the sync goes on.
+    pub async fn insert_with<T: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        key: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<()> {
+        self.check_writable()?;
+        // A call that never waits must still let its task yield: a loop of writes is one
+        // task, and it must not starve the runtime (tokio's cooperative budget).
+        tokio::task::coop::consume_budget().await;
+        let inner = &self.inner;
+        let record = inner.prepare_put(table, key, value).await?;
+        let (lsn, dirty) = match inner.tables.with(table, |t| inner.put(t, key, &record)) {
+            Some(written) => written?,
+            // Boxed: the common path's future stays small.
+            None => inner.put(&*Box::pin(inner.table_for_write(table)).await?, key, &record)?,
+        };
+        inner.acknowledge(lsn, dirty, durability).await
     }
 
     /// The same as [`MemDb::insert`]: both set the whole record, as in the original.
@@ -188,18 +221,7 @@ impl MemDb {
     /// the WAL and memory, or nowhere); it is never half done and never acknowledged, and
     /// nothing else is affected.
     pub async fn upsert<T: Serialize + ?Sized>(&self, table: &str, key: &str, value: &T) -> Result<()> {
-        self.check_writable()?;
-        // A call that never waits must still let its task yield: a loop of writes is one
-        // task, and it must not starve the runtime (tokio's cooperative budget).
-        tokio::task::coop::consume_budget().await;
-        let inner = &self.inner;
-        let record = inner.prepare_put(table, key, value).await?;
-        let (lsn, dirty) = match inner.tables.with(table, |t| inner.put(t, key, &record)) {
-            Some(written) => written?,
-            // Boxed: the common path's future stays small.
-            None => inner.put(&*Box::pin(inner.table_for_write(table)).await?, key, &record)?,
-        };
-        inner.after_write(lsn, dirty).await
+        self.insert(table, key, value).await
     }
 
     /// Applies an RFC 7396 merge patch to the record (loading it from PostgreSQL if it
@@ -441,16 +463,34 @@ impl Inner {
         Ok(table)
     }
 
-    /// After a write: wait for durability in `Sync` mode; nudge the flusher when the
-    /// written table alone has passed the dirty threshold (`dirty` records; the
-    /// background task checks the total on every tick).
+    /// After a write: acknowledged as the engine's durability says (see
+    /// [`Inner::acknowledge`]).
     pub(crate) async fn after_write(&self, lsn: Lsn, dirty: usize) -> Result<()> {
+        self.acknowledge(lsn, dirty, self.config.durability).await
+    }
+
+    /// After a write: with `Sync`, wait until it is on stable storage (group commit);
+    /// nudge the flusher when the written table alone has passed the dirty threshold
+    /// (`dirty` records; the background task checks the total on every tick).
+    pub(crate) async fn acknowledge(&self, lsn: Lsn, dirty: usize, durability: Durability) -> Result<()> {
         if dirty >= self.config.flush_dirty_threshold {
             self.wake.notify_one();
         }
-        if self.syncer.is_some() {
-            Box::pin(self.wait_durable(lsn)).await?;
+        if durability == Durability::Sync {
+            Box::pin(self.sync_through(lsn)).await?;
         }
+        Ok(())
+    }
+
+    /// Returns once every record through `lsn` is on stable storage, whatever the
+    /// engine's durability: through the `Sync` engine's syncer, or (a `Sync` write in a
+    /// `Periodic` engine) a sync of the WAL's own, shared with any running at once.
+    async fn sync_through(&self, lsn: Lsn) -> Result<()> {
+        if let Some(syncer) = &self.syncer {
+            return syncer.wait(lsn).await;
+        }
+        let wal = Arc::clone(&self.wal);
+        tokio::task::spawn_blocking(move || wal.wait_durable(lsn)).await.map_err(|_| Error::Closed)??;
         Ok(())
     }
 

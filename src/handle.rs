@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_postgres::types::ToSql;
 
+use crate::Durability;
 use crate::db::MemDb;
 use crate::error::{Error, Result};
 use crate::json::{Json, Row};
@@ -107,7 +108,23 @@ impl Table {
     /// the WAL and memory, or nowhere); it is never half done and never acknowledged, and
     /// nothing else is affected.
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        self.upsert(key, value).await
+        self.insert_with(key, value, self.db.inner.config.durability).await
+    }
+
+    /// As [`MemDb::insert_with`]: acknowledged as `durability` says.
+    ///
+    /// # Errors
+    /// As [`MemDb::insert`].
+    ///
+    /// # Cancel safety
+    /// As [`MemDb::insert_with`].
+    pub async fn insert_with<T: Serialize + ?Sized>(&self, key: &str, value: &T, durability: Durability) -> Result<()> {
+        self.db.check_writable()?;
+        tokio::task::coop::consume_budget().await;
+        let inner = &self.db.inner;
+        let record = inner.prepare_put(&self.table.name, key, value).await?;
+        let (lsn, dirty) = inner.put(&self.table, key, &record)?;
+        inner.acknowledge(lsn, dirty, durability).await
     }
 
     /// As [`MemDb::upsert`], the same as [`Table::insert`].
@@ -118,12 +135,7 @@ impl Table {
     /// # Cancel safety
     /// As [`Table::insert`].
     pub async fn upsert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        self.db.check_writable()?;
-        tokio::task::coop::consume_budget().await;
-        let inner = &self.db.inner;
-        let record = inner.prepare_put(&self.table.name, key, value).await?;
-        let (lsn, dirty) = inner.put(&self.table, key, &record)?;
-        inner.after_write(lsn, dirty).await
+        self.insert(key, value).await
     }
 
     /// As [`MemDb::patch`].
