@@ -323,13 +323,7 @@ impl MemDb {
     /// Cancel-safe: a read changes nothing but the cache (a miss caches the record only
     /// if no write raced it).
     pub async fn get_as<T: DeserializeOwned>(&self, table: &str, key: &str) -> Result<Option<T>> {
-        let Some(json) = self.get(table, key).await? else { return Ok(None) };
-        json.deserialize().map(Some).map_err(|source| Error::Deserialize {
-            table: table.into(),
-            key: key.into(),
-            lsn: 0,
-            source,
-        })
+        self.get(table, key).await?.map(|json| json.deserialize_in(table, key)).transpose()
     }
 
     /// Rows of `table` matching `where_sql`, ordered by key, at most `limit`. It sees

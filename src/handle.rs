@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::Durability;
 use crate::db::MemDb;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::json::{Json, Row};
 
 /// A handle on one table of a [`MemDb`], from [`MemDb::table`]: the same calls as the
@@ -41,7 +41,7 @@ impl MemDb {
     /// exist, as the first insert into it would.
     ///
     /// # Errors
-    /// [`Error::InvalidTableName`], WAL errors; [`Error::Unavailable`] for a table this
+    /// [`crate::Error::InvalidTableName`], WAL errors; [`crate::Error::Unavailable`] for a table this
     /// WAL directory does not know while PostgreSQL is down (it may be there, with a
     /// schema).
     ///
@@ -84,18 +84,12 @@ impl Table {
     /// As [`MemDb::get_as`].
     ///
     /// # Errors
-    /// As [`MemDb::get`], and [`Error::Deserialize`].
+    /// As [`MemDb::get`], and [`crate::Error::Deserialize`].
     ///
     /// # Cancel safety
     /// Cancel-safe, as [`Table::get`].
     pub async fn get_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let Some(json) = self.get(key).await? else { return Ok(None) };
-        json.deserialize().map(Some).map_err(|source| Error::Deserialize {
-            table: self.table.name.clone(),
-            key: key.into(),
-            lsn: 0,
-            source,
-        })
+        self.get(key).await?.map(|json| json.deserialize_in(&self.table.name, key)).transpose()
     }
 
     /// As [`MemDb::insert`]: sets the whole record.

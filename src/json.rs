@@ -48,6 +48,16 @@ impl Json {
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(self.as_str())
     }
+
+    /// [`Json::deserialize`] of the record `table/key`, its error as memdb's.
+    pub(crate) fn deserialize_in<T: DeserializeOwned>(&self, table: &str, key: &str) -> crate::Result<T> {
+        self.deserialize().map_err(|source| crate::Error::Deserialize {
+            table: table.into(),
+            key: key.into(),
+            lsn: 0,
+            source,
+        })
+    }
 }
 
 /// Serialises as the JSON object it holds (parsed once, so any serde format gets the

@@ -58,6 +58,7 @@ mod stats;
 mod store;
 mod tables;
 mod text;
+mod typed;
 mod validate;
 
 pub use config::Config;
@@ -71,6 +72,7 @@ pub use schema::{FieldType, Schema};
 pub use stats::Stats;
 pub use store::StoreError;
 pub use tokio_postgres::types::ToSql;
+pub use typed::Typed;
 pub use validate::{MAX_KEY_BYTES, MAX_TABLE_NAME};
 
 #[doc = include_str!("../README.md")]
