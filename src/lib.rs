@@ -11,18 +11,31 @@
 //! It is not a SQL database: queries go to PostgreSQL (after flushing the table, so
 //! they see every acknowledged write), and `where_sql` is trusted SQL.
 //!
-//! ```no_run
+//! From nothing to a running database — this example runs as a test, against a private
+//! throwaway PostgreSQL (`memdb::postgres`, from the `testkit` feature; a daemon would use
+//! [`Config::from_env`], which reads `PG_DSN` and a `.env` file):
+//!
+//! ```
 //! use memdb::{Config, MemDb};
 //! use serde_json::json;
 //!
-//! # async fn demo() -> memdb::Result<()> {
-//! let db = MemDb::open(Config::from_env()?).await?;
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dsn = memdb::postgres::test_dsn().await?; // `PG_DSN`, or a private cluster
+//! let wal = tempfile::tempdir()?;
+//! let db = MemDb::open(Config::new(dsn, wal.path())).await?;
+//!
 //! db.create_table("calls", &json!({"status": "string", "start_time": "timestamp"})).await?;
 //! db.insert("calls", "call:1", &json!({"status": "ringing", "start_time": "2026-11-26T03:17:00Z"})).await?;
 //! let call = db.get("calls", "call:1").await?.expect("just written");
 //! assert_eq!(call.to_value()["status"], "ringing");
-//! let ringing = db.query("calls", "data->>'status' = 'ringing'", 100).await?;
-//! assert_eq!(ringing.len(), 1);
+//!
+//! // The hot path: a handle skips the table lookup on every call.
+//! let calls = db.table("calls").await?;
+//! calls.insert("call:2", &json!({"status": "up", "start_time": "2026-11-26T03:18:00Z"})).await?;
+//!
+//! // Queries run in PostgreSQL, after a flush of the table: they see every write.
+//! let up = db.query("calls", "data->>'status' = 'up'", 100).await?;
+//! assert_eq!(up.len(), 1);
 //! db.close().await?;
 //! # Ok(()) }
 //! ```
