@@ -182,7 +182,9 @@ impl MemDb {
     /// is configured: `Durability::Sync` returns once the write is on stable storage
     /// (it survives a power cut) also in a `Periodic` engine — for the few writes that
     /// must; `Periodic(_)` returns once it is in the WAL (it survives a crash of the
-    /// process), without waiting for a sync, also in a `Sync` engine.
+    /// process), without waiting for a sync, also in a `Sync` engine — where the sync
+    /// starts at once, not waited for (the engine's periodic sync, or this one, decides
+    /// when; the interval given is not used).
     ///
     /// # Errors
     /// As [`MemDb::insert`].
@@ -470,8 +472,11 @@ impl Inner {
         if dirty >= self.config.flush_dirty_threshold {
             self.wake.notify_one();
         }
-        if durability == Durability::Sync {
-            Box::pin(self.sync_through(lsn)).await?;
+        match (durability, &self.syncer) {
+            (Durability::Sync, _) => Box::pin(self.sync_through(lsn)).await?,
+            // A `Sync` engine has no periodic sync: its syncer starts one now, unwaited.
+            (Durability::Periodic(_), Some(syncer)) => syncer.request(lsn),
+            (Durability::Periodic(_), None) => {}
         }
         Ok(())
     }

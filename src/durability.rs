@@ -39,16 +39,19 @@ impl Syncer {
         Ok(Self { wanted, durable, thread: Some(thread) })
     }
 
+    /// Asks for every record through `lsn` to be synced, without waiting for it.
+    pub(crate) fn request(&self, lsn: Lsn) {
+        let (lock, cond) = &*self.wanted;
+        let mut wanted = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if wanted.lsn < lsn {
+            wanted.lsn = lsn;
+            cond.notify_one();
+        }
+    }
+
     /// Returns once every record through `lsn` is on stable storage.
     pub(crate) async fn wait(&self, lsn: Lsn) -> Result<()> {
-        {
-            let (lock, cond) = &*self.wanted;
-            let mut wanted = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            if wanted.lsn < lsn {
-                wanted.lsn = lsn;
-                cond.notify_one();
-            }
-        }
+        self.request(lsn);
         let mut rx = self.durable.clone();
         let published = rx.wait_for(|p| p.as_ref().map_or(true, |d| *d >= lsn)).await.map_err(|_| Error::Closed)?;
         match &*published {

@@ -24,17 +24,17 @@
 //! let wal = tempfile::tempdir()?;
 //! let db = MemDb::open(Config::new(dsn, wal.path())).await?;
 //!
-//! db.create_table("calls", &json!({"status": "string", "start_time": "timestamp"})).await?;
-//! db.insert("calls", "call:1", &json!({"status": "ringing", "start_time": "2026-11-26T03:17:00Z"})).await?;
-//! let call = db.get("calls", "call:1").await?.expect("just written");
+//! db.create_table("quickstart_calls", &json!({"status": "string", "start_time": "timestamp"})).await?;
+//! db.insert("quickstart_calls", "call:1", &json!({"status": "ringing", "start_time": "2026-11-26T03:17:00Z"})).await?;
+//! let call = db.get("quickstart_calls", "call:1").await?.expect("just written");
 //! assert_eq!(call.to_value()["status"], "ringing");
 //!
 //! // The hot path: a handle skips the table lookup on every call.
-//! let calls = db.table("calls").await?;
+//! let calls = db.table("quickstart_calls").await?;
 //! calls.insert("call:2", &json!({"status": "up", "start_time": "2026-11-26T03:18:00Z"})).await?;
 //!
 //! // Queries run in PostgreSQL, after a flush of the table: they see every write.
-//! let up = db.query("calls", "data->>'status' = 'up'", 100).await?;
+//! let up = db.query("quickstart_calls", "data->>'status' = 'up'", 100).await?;
 //! assert_eq!(up.len(), 1);
 //! db.close().await?;
 //! # Ok(()) }

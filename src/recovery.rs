@@ -145,9 +145,11 @@ fn instance_name(wal_dir: &std::path::Path) -> String {
 }
 
 /// Records a reader gathers before applying them: enough for each shard's run to fill
-/// its table's cache lines, few enough that superseded versions of a key (a log of
-/// updates) never pile up in memory (about 64 MiB of 214-byte records).
+/// its table's cache lines (2^18: about 64 MiB of 214-byte records)...
 const GATHER_RECORDS: usize = 1 << 18;
+/// ...and bytes of keys and values: superseded versions of a key (a log of updates of
+/// large records) never pile up in memory past this, per reader.
+const GATHER_BYTES: usize = 64 << 20;
 
 /// Loads every record of the WAL into memory as dirty (highest LSN wins per key): the
 /// log is cut into runs of whole segments read side by side, one per core, each record
@@ -157,7 +159,7 @@ fn replay_wal(wal: &Wal, tables: &Tables, now: u32) -> Result<u64> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let runs = split_evenly(wal.replay_segments(1), threads, SegmentReplay::len);
     let readers = runs.len();
-    let counts: Vec<Result<u64>> = std::thread::scope(|s| {
+    let loaded: Vec<Result<Loaded>> = std::thread::scope(|s| {
         let handles: Vec<_> = runs
             .into_iter()
             .enumerate()
@@ -166,7 +168,23 @@ fn replay_wal(wal: &Wal, tables: &Tables, now: u32) -> Result<u64> {
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     });
     // The oldest run's error first: the one a reader of the whole log meets first.
-    counts.into_iter().sum()
+    let loaded = loaded.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut count = 0;
+    // Each reader's newly dirty keys, oldest part of the log first: the dirty lists run
+    // in LSN order, as the flush and the WAL truncation after it want.
+    for part in loaded {
+        count += part.count;
+        for (table, gathered) in part.tables {
+            table.cache.list_gathered(gathered);
+        }
+    }
+    Ok(count)
+}
+
+/// What one reader read: its records are in the maps, their keys not yet listed dirty.
+struct Loaded {
+    count: u64,
+    tables: Vec<(Arc<crate::tables::Table>, Gathered)>,
 }
 
 /// Cuts `items` (segments) into at most `n` runs of consecutive ones, of about equal
@@ -191,12 +209,12 @@ fn split_evenly<T>(items: Vec<T>, n: usize, len: impl Fn(&T) -> u64) -> Vec<Vec<
 }
 
 /// Reads a run of segments into the tables' maps, applying what it gathered every
-/// [`GATHER_RECORDS`] records, starting at shard `first`; returns the records read.
+/// [`GATHER_RECORDS`] records or [`GATHER_BYTES`], starting at shard `first`.
 /// Create-table records set their table's schema (the newest wins, whoever reads it).
-fn load(segments: &[SegmentReplay], tables: &Tables, first: usize, now: u32) -> Result<u64> {
+fn load(segments: &[SegmentReplay], tables: &Tables, first: usize, now: u32) -> Result<Loaded> {
     let mut count = 0;
     let mut gathered: Vec<(Arc<crate::tables::Table>, Gathered)> = Vec::new();
-    let mut pending = 0;
+    let (mut pending, mut pending_bytes) = (0, 0);
     let apply = |gathered: &mut Vec<(Arc<crate::tables::Table>, Gathered)>| {
         for (table, records) in gathered {
             table.cache.apply_gathered(records, first, now);
@@ -236,9 +254,10 @@ fn load(segments: &[SegmentReplay], tables: &Tables, first: usize, now: u32) -> 
                     let value = Record::new(entry.key, (entry.op == Op::Put).then_some(text));
                     table.cache.gather(into, value, record.lsn);
                     pending += 1;
-                    if pending == GATHER_RECORDS {
+                    pending_bytes += entry.key.len() + entry.value.len();
+                    if pending == GATHER_RECORDS || pending_bytes >= GATHER_BYTES {
                         apply(&mut gathered);
-                        pending = 0;
+                        (pending, pending_bytes) = (0, 0);
                     }
                 }
             }
@@ -246,7 +265,7 @@ fn load(segments: &[SegmentReplay], tables: &Tables, first: usize, now: u32) -> 
         })?;
     }
     apply(&mut gathered);
-    Ok(count)
+    Ok(Loaded { count, tables: gathered })
 }
 
 #[cfg(test)]

@@ -11,6 +11,13 @@
 //! Order does not matter: a record goes in only if its LSN is above its slot's, so the
 //! highest LSN wins per key whatever order records are applied in — several readers
 //! may apply parts of the log at once, and a reader need not wait for the one before.
+//!
+//! Except on the dirty lists: the flush takes from their fronts, and the WAL can only be
+//! truncated below the lowest dirty LSN, so a list should run in LSN order — as it does
+//! when the log is replayed in order. A reader's newly dirty keys are therefore held
+//! back ([`Gathered`] keeps them) and listed by [`Cache::list_gathered`] once every
+//! reader is done, oldest part of the log first. Until then (open has not returned, no
+//! flush runs) those dirty slots are on no list.
 
 use memdb_wal::Lsn;
 
@@ -18,9 +25,11 @@ use super::{Cache, SHARDS};
 use crate::record::Record;
 use crate::text::Text;
 
-/// Records of one table read from the WAL and not yet applied, by shard.
+/// Records of one table read from the WAL and not yet applied, by shard; and the keys
+/// the applied ones made dirty, not yet on their shard's dirty list.
 pub(crate) struct Gathered {
     shards: Vec<Vec<Replayed>>,
+    listed: Vec<Vec<Text>>,
 }
 
 /// A record, its key (a copy made while the key was in cache, for the dirty list) and
@@ -34,7 +43,7 @@ struct Replayed {
 
 impl Gathered {
     pub(crate) fn new() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Vec::new()).collect() }
+        Self { shards: (0..SHARDS).map(|_| Vec::new()).collect(), listed: (0..SHARDS).map(|_| Vec::new()).collect() }
     }
 }
 
@@ -54,18 +63,35 @@ impl Cache {
     pub(crate) fn apply_gathered(&self, gathered: &mut Gathered, first: usize, now: u32) {
         let (mut cached, mut dirty) = (0, 0);
         for i in (first..first + SHARDS).map(|i| i % SHARDS) {
-            let (Some(records), Some(shard)) = (gathered.shards.get_mut(i), self.shards.get(i)) else { continue };
+            let (Some(records), Some(listed), Some(shard)) =
+                (gathered.shards.get_mut(i), gathered.listed.get_mut(i), self.shards.get(i))
+            else {
+                continue;
+            };
             if records.is_empty() {
                 continue;
             }
             let mut shard = Self::write_lock(&shard.0);
+            let before = shard.dirty.len();
             for r in records.drain(..) {
                 let change = shard.put_dirty_unless(r.hash, r.key, r.record, r.lsn, now, |slot| slot.lsn >= r.lsn);
                 cached += change.cached;
                 dirty += change.dirty;
             }
+            // Held back until the readers of older parts of the log have listed theirs.
+            listed.extend(shard.dirty.drain(before..));
         }
         self.account(super::shard::Change { cached, dirty });
+    }
+
+    /// Puts the keys `gathered`'s records made dirty on their shards' dirty lists, after
+    /// what is there: called for each reader's part of the log, oldest first.
+    pub(crate) fn list_gathered(&self, gathered: Gathered) {
+        for (listed, shard) in gathered.listed.into_iter().zip(self.shards.iter()) {
+            if !listed.is_empty() {
+                Self::write_lock(&shard.0).dirty.extend(listed);
+            }
+        }
     }
 }
 
@@ -100,9 +126,14 @@ mod tests {
                 cache.gather(chunk, record, lsn);
                 newest.insert(key, (value, lsn));
             }
+            let mut applied = Vec::new();
             while !chunks.is_empty() {
                 let mut chunk = chunks.swap_remove(rng.below(chunks.len() as u64) as usize);
                 cache.apply_gathered(&mut chunk, rng.below(SHARDS as u64) as usize, 0);
+                applied.push(chunk);
+            }
+            for chunk in applied {
+                cache.list_gathered(chunk);
             }
             for (key, (value, lsn)) in &newest {
                 let found = cache.peek(key).map(|(v, l)| (v.and_then(|r| r.value().map(str::to_owned)), l));
