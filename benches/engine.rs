@@ -6,9 +6,10 @@
 //!    (serde_json, a bare WAL append, a bare map insert), each alone, in CPU time.
 //! 2. `get`: hits, memdb against a bare sharded map (128 × `RwLock<HashMap<Arc<str>,
 //!    Arc<str>>>` with foldhash, the engine's sharding) holding the same keys and values,
-//!    for 1k hot keys and uniformly over all loaded keys, on 1 and 2 threads. The ratio
-//!    judged comes from paired rounds (memdb and the map back to back, alternating), so
-//!    both see the same neighbours.
+//!    for 1k hot keys (in the loaded table, and in a 1k-record table of their own) and
+//!    uniformly over all loaded keys, on 1 and 2 threads, by table name and through a
+//!    table handle. The ratio judged comes from paired rounds (memdb and the map back to
+//!    back, alternating), so both see the same neighbours.
 //! 3. `flush`: `db.flush(None)` of 100k dirty records into the GIN-indexed table, against
 //!    tokio-postgres writing the same rows into an identical fresh table by staged binary
 //!    COPY and by `unnest` upserts in 5k/10k-row batches (the goal's baselines, one
@@ -593,10 +594,22 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
     for i in 0..HOT_KEYS.min(*n) {
         assert!(map.get(&key(i)).is_some(), "bare map holds the hot keys");
     }
+    // The same 1k hot keys in a table of their own, 1k records: a table that fits in
+    // the cache, beside a bare map holding the same.
+    let small = table_name("hot_table");
+    let small_map = BareMap::new();
+    rt.block_on(async {
+        for i in 0..HOT_KEYS.min(*n) {
+            let value = Call::json(i);
+            small_map.insert(&key(i), &value);
+            let raw = RawValue::from_string(value).expect("raw JSON");
+            db.insert(&small, &key(i), &*raw).await.expect("insert into the 1k-record table");
+        }
+    });
     let misses = db.stats().cache_misses;
     // `count` lookups from `offset` on, on `threads` threads (a current-thread runtime
     // each for memdb); thread `t` starts further along the key sequence.
-    let bare_gets = |keys: &Keys, threads: u64, offset: u64, count: u64| {
+    let bare_gets = |map: &BareMap, keys: &Keys, threads: u64, offset: u64, count: u64| {
         concurrently(
             threads,
             count,
@@ -609,14 +622,13 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
             },
         )
     };
-    let handle = rt.block_on(db.table(table)).expect("a table handle");
     // memdb's gets by table name (`MemDb::get`) or through a handle (`Table::get`).
-    let memdb_gets = |via_handle: bool, keys: &Keys, threads: u64, offset: u64, count: u64| {
+    let memdb_gets = |handle: &memdb::Table, via_handle: bool, keys: &Keys, threads: u64, offset: u64, count: u64| {
         let run = |rt: &Runtime, base: u64, count: u64| {
             rt.block_on(async {
                 for i in 0..count {
                     let key = keys.get(base + i);
-                    let got = if via_handle { handle.get(key).await } else { db.get(table, key).await };
+                    let got = if via_handle { handle.get(key).await } else { db.get(handle.name(), key).await };
                     black_box(got.expect("get"));
                 }
             });
@@ -635,13 +647,20 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
 
     let mut group = flat_group(c, "get", 2);
     let uniform_name = if *n >= LOADED_RECORDS { "uniform_1M" } else { "uniform" };
-    for (case, keys) in [("hot_1k", &hot), (uniform_name, &uniform)] {
+    let handle = rt.block_on(db.table(table)).expect("a table handle");
+    let small_handle = rt.block_on(db.table(&small)).expect("a table handle");
+    let cases = [
+        ("hot_1k", &hot, &handle, map),
+        ("table_1k", &hot, &small_handle, &small_map),
+        (uniform_name, &uniform, &handle, map),
+    ];
+    for (case, keys, handle, map) in cases {
         for threads in [1u64, 2] {
             let next = AtomicU64::new(0);
             let mut bare = Samples::default();
             group.bench_function(BenchmarkId::new(format!("bare_map/{case}"), threads), |b| {
                 b.iter_custom(|iters| {
-                    let (elapsed, cpu) = bare_gets(keys, threads, next.fetch_add(iters, Ordering::Relaxed), iters);
+                    let (elapsed, cpu) = bare_gets(map, keys, threads, next.fetch_add(iters, Ordering::Relaxed), iters);
                     bare.push(iters, elapsed, cpu)
                 });
             });
@@ -650,7 +669,7 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
                 group.bench_function(BenchmarkId::new(format!("{name}/{case}"), threads), |b| {
                     b.iter_custom(|iters| {
                         let offset = next.fetch_add(iters, Ordering::Relaxed);
-                        let (elapsed, cpu) = memdb_gets(via_handle, keys, threads, offset, iters);
+                        let (elapsed, cpu) = memdb_gets(handle, via_handle, keys, threads, offset, iters);
                         engine.push(iters, elapsed, cpu)
                     });
                 });
@@ -665,8 +684,8 @@ fn gets(c: &mut Criterion, loaded: &Loaded) {
                 let mut on_cpu_ratio = Vec::new();
                 for round in 0..rounds {
                     let offset = next.fetch_add(2 * count, Ordering::Relaxed);
-                    let measure_bare = || bare_gets(keys, threads, offset, count);
-                    let measure_memdb = || memdb_gets(via_handle, keys, threads, offset + count, count);
+                    let measure_bare = || bare_gets(map, keys, threads, offset, count);
+                    let measure_memdb = || memdb_gets(handle, via_handle, keys, threads, offset + count, count);
                     let ((b_wall, b_cpu), (m_wall, m_cpu)) = if round % 2 == 0 {
                         let b = measure_bare();
                         (b, measure_memdb())
