@@ -18,11 +18,24 @@ use crate::error::{Error, Result};
 /// config.durability = memdb::Durability::Sync;
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// PostgreSQL connection string (`PG_DSN`), key=value or URL form.
+    /// PostgreSQL connection string (`PG_DSN`), key=value or URL form, with libpq's
+    /// TLS settings: `sslmode` (`disable`, `prefer` — the default —, `require`,
+    /// `verify-ca`, `verify-full`) and `sslrootcert` (a CA file, or `system`). `Debug`
+    /// shows it with the password masked.
     pub pg_dsn: String,
+    /// A file holding the PostgreSQL password, for container secrets
+    /// (`PG_PASSWORD_FILE`); used when the DSN has none. Without it, `PGPASSWORD` and
+    /// then libpq's password file (`PGPASSFILE`, default `~/.pgpass`) are read.
+    pub pg_password_file: Option<PathBuf>,
+    /// The PostgreSQL schema of memdb's tables and catalogue (`MEMDB_SCHEMA`, default
+    /// `public`); created if missing and the role may.
+    pub pg_schema: String,
+    /// A connection pooler between memdb and PostgreSQL (`MEMDB_PG_POOLER`: `none`,
+    /// `session`, `transaction`; default none).
+    pub pg_pooler: Pooler,
     /// Directory of the write-ahead log (`MEMDB_WAL_DIR`, default `./memdb-wal`).
     pub wal_dir: PathBuf,
     /// When writes are acknowledged (`MEMDB_DURABILITY`: `sync`, `periodic`, `periodic:<ms>`).
@@ -61,6 +74,9 @@ impl Config {
     pub fn new(pg_dsn: impl Into<String>, wal_dir: impl Into<PathBuf>) -> Self {
         Self {
             pg_dsn: pg_dsn.into(),
+            pg_password_file: None,
+            pg_schema: "public".to_owned(),
+            pg_pooler: Pooler::None,
             wal_dir: wal_dir.into(),
             durability: Durability::default(),
             flush_interval: Duration::from_secs(10),
@@ -79,8 +95,9 @@ impl Config {
         }
     }
 
-    /// Reads `PG_DSN`, `MEMDB_WAL_DIR`, `MEMDB_DURABILITY`, `FLUSH_INTERVAL`, `IDLE_TTL`
-    /// and `MAX_CONNECTIONS` from the environment, and from `./.env` for variables the
+    /// Reads `PG_DSN`, `PG_PASSWORD_FILE`, `MEMDB_SCHEMA`, `MEMDB_PG_POOLER`,
+    /// `MEMDB_WAL_DIR`, `MEMDB_DURABILITY`, `FLUSH_INTERVAL`, `IDLE_TTL` and
+    /// `MAX_CONNECTIONS` from the environment, and from `./.env` for variables the
     /// environment does not set.
     ///
     /// # Errors
@@ -115,6 +132,18 @@ impl Config {
         if let Some(v) = lookup("MEMDB_DURABILITY") {
             config.durability = durability(&v)?;
         }
+        config.pg_password_file = lookup("PG_PASSWORD_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(v) = lookup("MEMDB_SCHEMA") {
+            config.pg_schema = v.trim().to_owned();
+        }
+        if let Some(v) = lookup("MEMDB_PG_POOLER") {
+            config.pg_pooler = match v.trim().to_ascii_lowercase().as_str() {
+                "" | "none" => Pooler::None,
+                "session" => Pooler::Session,
+                "transaction" => Pooler::Transaction,
+                _ => return Err(bad("MEMDB_PG_POOLER", &v, "one of none, session, transaction")),
+            };
+        }
         config.validate()?;
         Ok(config)
     }
@@ -137,7 +166,55 @@ impl Config {
         if self.flush_batch_rows == 0 {
             return Err(bad("flush_batch_rows", "0", "must be above zero"));
         }
+        if let Err(reason) = crate::validate::schema_name(&self.pg_schema) {
+            return Err(bad("MEMDB_SCHEMA", &self.pg_schema, reason));
+        }
         Ok(())
+    }
+}
+
+/// What stands between memdb and PostgreSQL (`MEMDB_PG_POOLER`). memdb refuses to run
+/// through a pooler it was not told about: PgBouncer refuses the startup option memdb
+/// sends on direct connections, and memdb reports [`crate::Misconfiguration::Pooler`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Pooler {
+    /// A direct connection: statements are prepared once per connection.
+    #[default]
+    None,
+    /// A pooler in session mode (PgBouncer `pool_mode = session`): as direct, without
+    /// startup options.
+    Session,
+    /// A pooler in transaction mode (PgBouncer `pool_mode = transaction`): no statement
+    /// relies on session state — each runs unnamed in one round trip (a little slower
+    /// than a prepared one), a query with parameters in its own transaction.
+    Transaction,
+}
+
+/// Everything but the password: a `Debug` of the configuration goes into logs.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("pg_dsn", &crate::store::dsn::redact(&self.pg_dsn))
+            .field("pg_password_file", &self.pg_password_file)
+            .field("pg_schema", &self.pg_schema)
+            .field("pg_pooler", &self.pg_pooler)
+            .field("wal_dir", &self.wal_dir)
+            .field("durability", &self.durability)
+            .field("flush_interval", &self.flush_interval)
+            .field("idle_ttl", &self.idle_ttl)
+            .field("max_connections", &self.max_connections)
+            .field("flush_dirty_threshold", &self.flush_dirty_threshold)
+            .field("flush_wal_bytes_threshold", &self.flush_wal_bytes_threshold)
+            .field("max_dirty_records", &self.max_dirty_records)
+            .field("max_wal_bytes", &self.max_wal_bytes)
+            .field("backpressure_timeout", &self.backpressure_timeout)
+            .field("max_cached_records", &self.max_cached_records)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .field("pg_timeout", &self.pg_timeout)
+            .field("flush_batch_rows", &self.flush_batch_rows)
+            .field("wal_segment_bytes", &self.wal_segment_bytes)
+            .finish()
     }
 }
 

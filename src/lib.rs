@@ -74,7 +74,7 @@ mod text;
 mod typed;
 mod validate;
 
-pub use config::Config;
+pub use config::{Config, Pooler};
 pub use db::MemDb;
 pub use error::{Error, Result};
 pub use handle::Table;
@@ -83,7 +83,7 @@ pub use memdb_wal as wal;
 pub use memdb_wal::Durability;
 pub use schema::{FieldType, Schema};
 pub use stats::Stats;
-pub use store::StoreError;
+pub use store::{Misconfiguration, StoreError, connect_postgres};
 pub use tokio_postgres::types::ToSql;
 pub use typed::Typed;
 pub use validate::{MAX_KEY_BYTES, MAX_TABLE_NAME};

@@ -25,7 +25,7 @@ use crate::pg::Pg;
 use crate::record::Record;
 use crate::schema::Schema;
 use crate::stats::Counters;
-use crate::store::Store;
+use crate::store::{Store, StoreSettings};
 use crate::tables::Tables;
 
 /// Room in a WAL record for the key and encoding beside the largest value.
@@ -49,7 +49,7 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
             tokio::task::spawn_blocking(move || Wal::lock_dir(dir)).await.map_err(|_| Error::Closed)??
         }
     };
-    let store = Store::new(&config.pg_dsn, &instance_name(&config.wal_dir), config.max_connections, config.pg_timeout)?;
+    let store = Store::new(&StoreSettings::of(&config, instance_name(&config.wal_dir)))?;
     let opts = memdb_wal::Options {
         durability: config.durability,
         segment_size: config.wal_segment_bytes,

@@ -40,6 +40,25 @@ pub fn table_name(name: &str) -> Result<()> {
     }
 }
 
+/// Checks the PostgreSQL schema name (`MEMDB_SCHEMA`): `^[a-z_][a-z0-9_]*$`, at most 63
+/// bytes, not a system schema.
+///
+/// # Errors
+/// Why it cannot be used.
+pub(crate) fn schema_name(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() || name.len() > PG_IDENTIFIER_MAX {
+        Err("a schema name is 1 to 63 bytes")
+    } else if !name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_') {
+        Err("a schema name starts with a lowercase letter or an underscore")
+    } else if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        Err("only lowercase ASCII letters, digits and underscores are allowed in a schema name")
+    } else if name.starts_with("pg_") || name == "information_schema" {
+        Err("pg_* and information_schema are PostgreSQL's own schemas")
+    } else {
+        Ok(())
+    }
+}
+
 /// Checks a key: non-empty, at most [`MAX_KEY_BYTES`], no NUL.
 ///
 /// # Errors

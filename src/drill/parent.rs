@@ -372,10 +372,7 @@ impl Running {
 }
 
 async fn connect(dsn: &str) -> Result<Client, DrillError> {
-    let (client, connection) =
-        tokio_postgres::connect(dsn, tokio_postgres::NoTls).await.map_err(|e| DrillError::Postgres(e.to_string()))?;
-    tokio::spawn(connection);
-    Ok(client)
+    crate::connect_postgres(dsn).await.map_err(|e| DrillError::Postgres(e.to_string()))
 }
 
 /// The rows of the drill's tables in PostgreSQL (none for a table not created yet).

@@ -29,6 +29,7 @@ use tokio_postgres::NoTls;
 
 use super::error::{ClusterError, io_err};
 use super::process::{SUPERUSER, Server};
+use super::tls::{self, ClientTls};
 
 /// Bound on each PostgreSQL call of the harness: a silently dropped connection would
 /// otherwise hang tokio-postgres forever.
@@ -64,6 +65,8 @@ pub struct PrivateCluster {
     port: u16,
     server: Server,
     timings: StartupTimings,
+    /// How clients reach a TLS cluster ([`PrivateCluster::start_tls`]).
+    tls: Option<ClientTls>,
     /// What must be undone; `None` once stopped.
     live: Mutex<Option<Live>>,
 }
@@ -91,7 +94,21 @@ impl PrivateCluster {
     /// [`ClusterError::StartFailed`] (with the end of the output or log) when PostgreSQL
     /// fails; [`ClusterError::Io`] when the temp dir or a process cannot be created.
     pub fn start() -> Result<Self, ClusterError> {
-        Self::start_with(false)
+        Self::start_with(false, false)
+    }
+
+    /// As [`PrivateCluster::start`], but as a managed PostgreSQL is run: `ssl = on` with
+    /// a certificate from a throwaway CA (for `localhost` and 127.0.0.1), and TCP
+    /// connections taken only over TLS with the superuser's SCRAM password
+    /// ([`PrivateCluster::client_tls`]). [`PrivateCluster::dsn`] and the DSNs of
+    /// [`PrivateCluster::create_database`] connect with `sslmode=verify-full`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PrivateCluster::start`]; [`ClusterError::Tls`] if the certificates cannot
+    /// be made.
+    pub fn start_tls() -> Result<Self, ClusterError> {
+        Self::start_with(false, true)
     }
 
     /// As [`PrivateCluster::start`], but crash-safe as PostgreSQL ships (`fsync`,
@@ -103,20 +120,22 @@ impl PrivateCluster {
     ///
     /// As [`PrivateCluster::start`].
     pub fn start_durable() -> Result<Self, ClusterError> {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
-    fn start_with(durable: bool) -> Result<Self, ClusterError> {
+    fn start_with(durable: bool, tls: bool) -> Result<Self, ClusterError> {
         let base = tempfile::Builder::new()
             .prefix("memdb-pg-")
             .tempdir()
             .map_err(io_err("create a temp dir for the private PostgreSQL"))?;
         let mut server = Server::prepare(base.path())?;
         server.durable = durable;
+        server.tls = tls;
         let mut cluster = Self {
             port: 0,
             server,
             timings: StartupTimings { initdb: Duration::ZERO, start: Duration::ZERO },
+            tls: None,
             live: Mutex::new(Some(Live { base, watchdog: None, server_may_run: false })),
         };
         // From here on, an early return drops `cluster`, which undoes whatever was done.
@@ -124,7 +143,11 @@ impl PrivateCluster {
         cluster.with_live(|live| live.watchdog = Some(watchdog));
 
         let started = Instant::now();
-        cluster.server.initdb()?;
+        if tls {
+            cluster.tls = Some(cluster.install_tls()?);
+        } else {
+            cluster.server.initdb(None)?;
+        }
         cluster.timings.initdb = started.elapsed();
 
         let started = Instant::now();
@@ -153,7 +176,9 @@ impl PrivateCluster {
     /// later call returns too.
     pub fn shared() -> Result<&'static Self, ClusterError> {
         let slot = SHARED.get_or_init(|| {
-            let cluster = Self::start().map_err(Arc::new)?;
+            // MEMDB_TEST_TLS=1 runs every test over TLS with a password (CI does once).
+            let tls = std::env::var_os("MEMDB_TEST_TLS").is_some_and(|v| v == "1");
+            let cluster = if tls { Self::start_tls() } else { Self::start() }.map_err(Arc::new)?;
             // SAFETY: `stop_shared_at_exit` is a plain `extern "C" fn()` that neither
             // unwinds nor relies on thread-locals; atexit has no other precondition.
             if unsafe { libc::atexit(stop_shared_at_exit) } != 0 {
@@ -217,7 +242,8 @@ impl PrivateCluster {
             return Err(ClusterError::InvalidDatabaseName { name: name.to_owned() });
         }
         let (client, connection) =
-            with_timeout("connecting to the private PostgreSQL", tokio_postgres::connect(&self.dsn(), NoTls)).await?;
+            with_timeout("connecting to the private PostgreSQL", tokio_postgres::connect(&self.admin_dsn(), NoTls))
+                .await?;
         let connection = tokio::spawn(connection);
         // `name` is a checked plain identifier, safe to splice unquoted.
         let created =
@@ -286,8 +312,44 @@ impl PrivateCluster {
         self.start_server()
     }
 
+    /// How clients reach this cluster over TLS, if it was started with
+    /// [`PrivateCluster::start_tls`].
+    #[must_use]
+    pub fn client_tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
+    }
+
+    /// Runs `initdb` with a superuser password, then puts the server's certificate, its
+    /// key and a TLS-only `pg_hba.conf` in the data dir, and the CA beside it.
+    fn install_tls(&self) -> Result<ClientTls, ClusterError> {
+        let base = self.server.base_dir();
+        let password = tls::new_password();
+        let password_file = base.join("superuser-password");
+        self.server.write_owned(&password_file, &password, 0o600)?;
+        let created = self.server.initdb(Some(&password_file));
+        std::fs::remove_file(&password_file).map_err(io_err("remove the superuser's password file"))?;
+        created?;
+        let files = tls::server_files()?;
+        let data = self.server.data_dir();
+        self.server.write_owned(&data.join("server.crt"), &files.cert_pem, 0o644)?;
+        self.server.write_owned(&data.join("server.key"), &files.key_pem, 0o600)?;
+        self.server.write_owned(&data.join("pg_hba.conf"), tls::HBA, 0o600)?;
+        let ca_file = base.join("ca.crt");
+        std::fs::write(&ca_file, &files.ca_pem).map_err(io_err("write the private PostgreSQL's CA"))?;
+        Ok(ClientTls { ca_file, password })
+    }
+
     fn dsn_for(&self, dbname: &str) -> String {
-        format!("host=127.0.0.1 port={} user={SUPERUSER} dbname={dbname}", self.port)
+        match &self.tls {
+            Some(tls) => tls::dsn(self.port, SUPERUSER, dbname, tls),
+            None => format!("host=127.0.0.1 port={} user={SUPERUSER} dbname={dbname}", self.port),
+        }
+    }
+
+    /// The harness's own connections go through the unix socket (trust), which a TLS
+    /// cluster keeps open.
+    fn admin_dsn(&self) -> String {
+        format!("host='{}' port={} user={SUPERUSER} dbname=postgres", tls::quote(self.server.socket_dir()), self.port)
     }
 
     fn lock_live(&self) -> MutexGuard<'_, Option<Live>> {

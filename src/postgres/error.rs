@@ -109,6 +109,9 @@ pub enum ClusterError {
         /// The time allowed.
         after: Duration,
     },
+    /// The certificates of a TLS cluster could not be made.
+    #[error("could not make the private PostgreSQL's TLS certificates: {0}")]
+    Tls(String),
     /// `PG_DSN` is set to something that is not UTF-8.
     #[error("PG_DSN is set but is not valid UTF-8: fix it or unset it to use a private cluster")]
     PgDsnNotUnicode,

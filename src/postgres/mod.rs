@@ -4,6 +4,8 @@
 mod cluster;
 mod error;
 mod process;
+mod tls;
 
 pub use cluster::{PrivateCluster, StartupTimings, test_dsn, test_dsn_from};
 pub use error::ClusterError;
+pub use tls::{ClientTls, unrelated_ca_pem};

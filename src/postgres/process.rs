@@ -76,6 +76,8 @@ pub(super) struct Server {
     log_file: PathBuf,
     /// Runs with [`DURABLE_SERVER_SETTINGS`] instead of [`SERVER_SETTINGS`].
     pub(super) durable: bool,
+    /// Runs with `ssl = on` (its certificate and key in the data dir).
+    pub(super) tls: bool,
 }
 
 impl Server {
@@ -102,6 +104,7 @@ impl Server {
             socket_dir,
             log_file: base_dir.join("postgres.log"),
             durable: false,
+            tls: false,
         })
     }
 
@@ -156,16 +159,38 @@ impl Server {
         cmd.spawn().map_err(io_err("spawn the private PostgreSQL's watchdog (/bin/sh)"))
     }
 
-    /// Creates the cluster in the data dir.
-    pub(super) fn initdb(&self) -> Result<(), ClusterError> {
-        let output = self
-            .command(&self.initdb)
+    /// Writes `contents` to `path` with `mode`, owned by the server user.
+    pub(super) fn write_owned(&self, path: &Path, contents: &str, mode: u32) -> Result<(), ClusterError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let action = || format!("write {}", path.display());
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+            .map_err(io_err(action()))?;
+        file.write_all(contents.as_bytes()).map_err(io_err(action()))?;
+        if let Some(user) = self.run_as {
+            chown(path, Some(user.uid), Some(user.gid)).map_err(io_err(format!("chown {}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the cluster in the data dir; with `password_file`, the superuser gets the
+    /// password it holds.
+    pub(super) fn initdb(&self, password_file: Option<&Path>) -> Result<(), ClusterError> {
+        let mut command = self.command(&self.initdb);
+        command
             .arg("-D")
             .arg(&self.data_dir)
             .args(["-A", "trust", "-U", SUPERUSER, "--no-sync", "-E", "UTF8"])
-            .arg("--locale=C")
-            .output()
-            .map_err(io_err(format!("run {}", self.initdb.display())))?;
+            .arg("--locale=C");
+        if let Some(file) = password_file {
+            command.arg(format!("--pwfile={}", file.display()));
+        }
+        let output = command.output().map_err(io_err(format!("run {}", self.initdb.display())))?;
         if output.status.success() {
             Ok(())
         } else {
@@ -196,8 +221,9 @@ impl Server {
     /// (after crash recovery, if it was stopped with `-m immediate`).
     pub(super) fn start(&self, port: u16) -> Result<(), ClusterError> {
         let settings = if self.durable { DURABLE_SERVER_SETTINGS } else { SERVER_SETTINGS };
+        let tls = if self.tls { " -c ssl=on" } else { "" };
         let options =
-            format!("-k {} -h 127.0.0.1 -p {port} {settings}", shell_quote(&self.socket_dir.to_string_lossy()));
+            format!("-k {} -h 127.0.0.1 -p {port} {settings}{tls}", shell_quote(&self.socket_dir.to_string_lossy()));
         let output = self
             .command(&self.pg_ctl)
             .args(["start", "-w", "-t", "60", "-D"])

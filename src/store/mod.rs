@@ -5,18 +5,29 @@
 //! [`crate::validate::table_name`] and the `memdb_` prefix.
 
 mod breaker;
+mod connection;
+pub(crate) mod dsn;
+mod password;
+mod problem;
 mod sql;
 #[cfg(test)]
 mod tests;
+mod tls;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use memdb_wal::Lsn;
-use tokio_postgres::NoTls;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
+use crate::config::{Config, Pooler};
 use breaker::Breaker;
+use connection::Connection;
+pub use connection::connect_postgres;
+pub use problem::Misconfiguration;
+use sql::Sql;
+use tls::SslMode;
 
 /// Why a PostgreSQL call failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +70,17 @@ pub enum StoreError {
         /// The failure that opened it (or the last failed probe's).
         cause: String,
     },
+    /// PostgreSQL cannot be used as configured (TLS, authentication, the schema, a
+    /// pooler): the problem names the setting to change.
+    #[error("{problem} (while {what}: {detail})")]
+    Misconfigured {
+        /// What memdb was doing.
+        what: &'static str,
+        /// What is wrong, and the setting that fixes it.
+        problem: Misconfiguration,
+        /// The driver's or the server's message.
+        detail: String,
+    },
     /// The connection string does not parse.
     #[error("invalid PG_DSN: {0}")]
     BadDsn(String),
@@ -74,10 +96,39 @@ impl StoreError {
         matches!(self, Self::Rejected { code, .. } if ["22", "23", "42", "54"].iter().any(|class| code.starts_with(class)))
     }
 
+    /// Whether the failure means no connection can be had (the circuit breaker opens).
+    fn blocks_connections(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Unavailable { .. } => true,
+            Self::Misconfigured { problem, .. } => problem.blocks_connections(),
+            _ => false,
+        }
+    }
+
+    /// A driver error: a misconfiguration, a rejection or an outage.
+    fn from_driver(what: &'static str, e: &tokio_postgres::Error, sslmode: SslMode) -> Self {
+        match Misconfiguration::of(e, sslmode) {
+            Some(problem) => Self::Misconfigured { what, problem, detail: with_sources(e) },
+            None => Self::from_pg(what, e),
+        }
+    }
+
     fn from_pg(what: &'static str, e: &tokio_postgres::Error) -> Self {
         match e.as_db_error() {
             Some(db) => Self::Rejected { what, code: db.code().code().to_owned(), message: db.message().to_owned() },
             None => Self::Unavailable { what, message: with_sources(e) },
+        }
+    }
+
+    /// A privilege error on memdb's own schema or tables as the setting it is, not as
+    /// bad data (whose rows would be parked).
+    fn privilege_as_setting(self) -> Self {
+        match self {
+            Self::Rejected { what, code, message } => match Misconfiguration::of_privilege(&code) {
+                Some(problem) => Self::Misconfigured { what, problem, detail: message },
+                None => Self::Rejected { what, code, message },
+            },
+            e => e,
         }
     }
 }
@@ -107,35 +158,64 @@ pub(crate) struct Write<'a> {
     pub lsn: Lsn,
 }
 
+/// How the store connects: from a [`Config`], or set by hand in tests.
+pub(crate) struct StoreSettings {
+    pub dsn: String,
+    pub password_file: Option<PathBuf>,
+    /// The sessions' `application_name` (see [`Store::fence_previous`]).
+    pub instance: String,
+    pub pooler: Pooler,
+    pub schema: String,
+    pub max_connections: usize,
+    pub timeout: Duration,
+}
+
+impl StoreSettings {
+    pub(crate) fn of(config: &Config, instance: String) -> Self {
+        Self {
+            dsn: config.pg_dsn.clone(),
+            password_file: config.pg_password_file.clone(),
+            instance,
+            pooler: config.pg_pooler,
+            schema: config.pg_schema.clone(),
+            max_connections: config.max_connections,
+            timeout: config.pg_timeout,
+        }
+    }
+}
+
 /// The PostgreSQL side of memdb.
 pub(crate) struct Store {
     pool: Pool,
     timeout: Duration,
     breaker: Breaker,
+    sql: Sql,
+    /// ⚑ With a transaction pooler, no statement relies on session state: each runs
+    /// unnamed, in one round trip (Parse, Bind, Execute, Sync), or in a transaction.
+    pooler: Pooler,
+    sslmode: SslMode,
 }
 
 impl Store {
     /// A pool of up to `max_connections` (connections are made on demand).
-    /// A pool on `dsn`. Its sessions carry `application_name` = `instance` (see
-    /// [`Store::fence_previous`]).
-    pub(crate) fn new(
-        dsn: &str,
-        instance: &str,
-        max_connections: usize,
-        timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config =
-            dsn.parse().map_err(|e: tokio_postgres::Error| StoreError::BadDsn(e.to_string()))?;
+    pub(crate) fn new(settings: &StoreSettings) -> Result<Self, StoreError> {
+        let timeout = settings.timeout;
+        let connection = Connection::new(&settings.dsn, settings.password_file.as_deref())?;
+        let mut config = connection.config;
         config.connect_timeout(timeout).keepalives(true).keepalives_idle(Duration::from_secs(10));
-        config.application_name(instance);
-        // ⚑ memdb truncates its WAL once PostgreSQL acknowledges a commit, so that
-        // commit must be durable whatever the server's default: a server configured with
-        // `synchronous_commit = off` would lose the last commits in a crash, after the
-        // WAL let go of them.
-        config.options("-c synchronous_commit=on");
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        config.application_name(&settings.instance);
+        if settings.pooler == Pooler::None {
+            // ⚑ memdb truncates its WAL once PostgreSQL acknowledges a commit, so that
+            // commit must be durable whatever the server's default (the flush statement
+            // also sets it, for poolers, which refuse startup options). PgBouncer refuses
+            // the option, so a pooler not declared in MEMDB_PG_POOLER is caught here.
+            let options = [config.get_options().unwrap_or_default(), "-c synchronous_commit=on"].join(" ");
+            config.options(options.trim());
+        }
+        let manager =
+            Manager::from_config(config, connection.tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
-            .max_size(max_connections)
+            .max_size(settings.max_connections)
             .runtime(Runtime::Tokio1)
             // Slightly longer than the call's own timeout, so a hung call is reported
             // as a timeout whichever timer fires first.
@@ -144,7 +224,14 @@ impl Store {
             .recycle_timeout(Some(timeout + Duration::from_millis(100)))
             .build()
             .map_err(|e| StoreError::BadDsn(e.to_string()))?;
-        Ok(Self { pool, timeout, breaker: Breaker::default() })
+        Ok(Self {
+            pool,
+            timeout,
+            breaker: Breaker::default(),
+            sql: Sql::new(&settings.schema),
+            pooler: settings.pooler,
+            sslmode: connection.sslmode,
+        })
     }
 
     /// ⚑ Ends every other session of this instance (the same `application_name`: the
@@ -156,11 +243,12 @@ impl Store {
     /// any other use of the pool. Returns how many sessions were ended.
     pub(crate) async fn fence_previous(&self) -> Result<i64, StoreError> {
         let wait_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
-        self.with_client("ending the sessions of a previous run", async |c| {
-            let row = c.query_one(sql::FENCE_PREVIOUS, &[&wait_ms]).await?;
-            Ok(row.get::<_, i64>(0))
-        })
-        .await
+        let rows = self
+            .with_client("ending the sessions of a previous run", async |c| {
+                self.statement(c, sql::FENCE_PREVIOUS, &[(&wait_ms, Type::INT8)]).await
+            })
+            .await?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)))
     }
 
     /// Whether PostgreSQL is taken to be up (the breaker is closed).
@@ -183,7 +271,7 @@ impl Store {
     async fn with_client<T>(
         &self,
         what: &'static str,
-        f: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
+        f: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
         self.breaker.check().map_err(|down| StoreError::Down { what, down_for: down.down_for, cause: down.cause })?;
         self.call(what, f).await
@@ -194,47 +282,102 @@ impl Store {
     async fn call<T>(
         &self,
         what: &'static str,
-        f: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
+        f: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
         let work = async {
-            let client =
-                self.pool.get().await.map_err(|e| StoreError::Unavailable { what, message: with_sources(&e) })?;
-            f(&client).await.map_err(|e| StoreError::from_pg(what, &e))
+            let mut client = self.pool.get().await.map_err(|e| self.pool_error(what, e))?;
+            f(&mut client).await.map_err(|e| self.driver_error(what, &e))
         };
         let result = match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout { what, after: self.timeout }),
         };
         match &result {
-            Err(e @ (StoreError::Timeout { .. } | StoreError::Unavailable { .. })) => self.breaker.trip(e.to_string()),
+            Err(e) if e.blocks_connections() => self.breaker.trip(e.to_string()),
             _ => self.breaker.reset(),
         }
         result
     }
 
-    /// Creates the catalogue of logical tables if missing.
+    fn driver_error(&self, what: &'static str, e: &tokio_postgres::Error) -> StoreError {
+        StoreError::from_driver(what, e, self.sslmode)
+    }
+
+    fn pool_error(&self, what: &'static str, e: deadpool_postgres::PoolError) -> StoreError {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => self.driver_error(what, &e),
+            e => StoreError::Unavailable { what, message: with_sources(&e) },
+        }
+    }
+
+    /// Runs one of memdb's own statements: prepared once per connection and cached, or
+    /// behind a transaction pooler unnamed, in one round trip.
+    async fn statement(
+        &self,
+        c: &deadpool_postgres::Client,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        if self.pooler == Pooler::Transaction {
+            return c.query_typed(sql, params).await;
+        }
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+        let statement = c.prepare_typed_cached(sql, &types).await?;
+        c.query(&statement, &values).await
+    }
+
+    /// Creates memdb's schema (unless it exists) and the catalogue of logical tables
+    /// (if missing).
     pub(crate) async fn ensure_catalogue(&self) -> Result<(), StoreError> {
-        self.with_client("creating the memdb_tables catalogue", async |c| c.batch_execute(sql::CATALOGUE).await).await
+        let schema = self.sql.schema_name();
+        let rows = self
+            .with_client("looking for memdb's schema", async |c| {
+                self.statement(c, sql::SCHEMA_EXISTS, &[(&schema, Type::TEXT)]).await
+            })
+            .await?;
+        if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+            self.with_client("creating memdb's schema", async |c| c.batch_execute(&self.sql.create_schema()).await)
+                .await
+                .map_err(|e| match e.privilege_as_setting() {
+                    StoreError::Misconfigured { what, detail, .. } => {
+                        StoreError::Misconfigured { what, problem: Misconfiguration::SchemaMissing, detail }
+                    }
+                    e => e,
+                })?;
+        }
+        let ddl = self.sql.catalogue();
+        self.with_client("creating the memdb_tables catalogue", async |c| c.batch_execute(&ddl).await)
+            .await
+            .map_err(StoreError::privilege_as_setting)
     }
 
     /// Of `runs`, those recorded as checked against the LSN floor.
     pub(crate) async fn checked_runs(&self, runs: &[i64]) -> Result<Vec<i64>, StoreError> {
-        let rows =
-            self.with_client("reading the checked runs", async |c| c.query(sql::CHECKED_RUNS, &[&runs]).await).await?;
+        let q = self.sql.checked_runs();
+        let rows = self
+            .with_client("reading the checked runs", async |c| {
+                self.statement(c, &q, &[(&runs, Type::INT8_ARRAY)]).await
+            })
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Records `runs` as checked against the LSN floor.
     pub(crate) async fn record_checked_runs(&self, runs: &[i64]) -> Result<(), StoreError> {
-        self.with_client("recording the checked runs", async |c| c.execute(sql::RECORD_CHECKED_RUNS, &[&runs]).await)
-            .await
-            .map(drop)
+        let q = self.sql.record_checked_runs();
+        self.with_client("recording the checked runs", async |c| {
+            self.statement(c, &q, &[(&runs, Type::INT8_ARRAY)]).await
+        })
+        .await
+        .map(drop)
+        .map_err(StoreError::privilege_as_setting)
     }
 
     /// Every logical table in the catalogue with its schema JSON.
     pub(crate) async fn load_tables(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        let rows =
-            self.with_client("loading the table catalogue", async |c| c.query(sql::LOAD_TABLES, &[]).await).await?;
+        let q = self.sql.load_tables();
+        let rows = self.with_client("loading the table catalogue", async |c| self.statement(c, &q, &[]).await).await?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -248,23 +391,26 @@ impl Store {
     /// Creates a logical table's PostgreSQL table and index (if missing) and records its
     /// schema in the catalogue. `name` must have passed validation.
     pub(crate) async fn create_table(&self, name: &str, schema: &serde_json::Value) -> Result<(), StoreError> {
-        let ddl = sql::create_table(name);
+        let ddl = self.sql.create_table(name);
+        let upsert = self.sql.upsert_catalogue();
         let schema = schema.to_string();
         self.with_client("creating a table", async |c| {
             c.batch_execute(&ddl).await?;
-            c.execute(sql::UPSERT_CATALOGUE, &[&name, &schema]).await
+            self.statement(c, &upsert, &[(&name, Type::TEXT), (&schema, Type::TEXT)]).await
         })
         .await
         .map(drop)
+        .map_err(StoreError::privilege_as_setting)
     }
 
     /// The highest LSN stored in any of `tables` (0 when empty).
     pub(crate) async fn max_lsn(&self, tables: &[String]) -> Result<Lsn, StoreError> {
         let mut max = 0u64;
         for t in tables {
-            let q = sql::max_lsn(t);
-            let row = self.with_client("reading the highest stored LSN", async |c| c.query_one(&q, &[]).await).await?;
-            let lsn: Option<i64> = row.get(0);
+            let q = self.sql.max_lsn(t);
+            let rows =
+                self.with_client("reading the highest stored LSN", async |c| self.statement(c, &q, &[]).await).await?;
+            let lsn: Option<i64> = rows.first().and_then(|r| r.get(0));
             max = max.max(lsn.map_or(0, |l| u64::try_from(l).unwrap_or(0)));
         }
         Ok(max)
@@ -297,30 +443,25 @@ impl Store {
             }
         }
         let with_deletes = !del_keys.is_empty();
-        let statement = sql::write_batch(table, with_deletes);
+        let statement = self.sql.write_batch(table, with_deletes);
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
+            vec![(&put_keys, Type::TEXT_ARRAY), (&put_json, Type::TEXT_ARRAY), (&put_lsn, Type::INT8_ARRAY)];
+        if with_deletes {
+            params.extend([(&del_keys as &(dyn ToSql + Sync), Type::TEXT_ARRAY), (&del_lsn, Type::INT8_ARRAY)]);
+        }
         let superseded = self
-            .with_client("flushing records", async |c| {
-                let statement = c.prepare_cached(&statement).await?;
-                if with_deletes {
-                    c.query(&statement, &[&put_keys, &put_json, &put_lsn, &del_keys, &del_lsn]).await
-                } else {
-                    c.query(&statement, &[&put_keys, &put_json, &put_lsn]).await
-                }
-            })
-            .await?;
+            .with_client("flushing records", async |c| self.statement(c, &statement, &params).await)
+            .await
+            .map_err(StoreError::privilege_as_setting)?;
         Ok(superseded.iter().map(|r| r.get(0)).collect())
     }
 
     /// One record's JSON text and LSN.
     pub(crate) async fn get(&self, table: &str, key: &str) -> Result<Option<(String, Lsn)>, StoreError> {
-        let q = sql::get(table);
-        let row = self
-            .with_client("reading a record", async |c| {
-                let statement = c.prepare_cached(&q).await?;
-                c.query_opt(&statement, &[&key]).await
-            })
-            .await?;
-        Ok(row.map(|r| {
+        let q = self.sql.get(table);
+        let rows =
+            self.with_client("reading a record", async |c| self.statement(c, &q, &[(&key, Type::TEXT)]).await).await?;
+        Ok(rows.first().map(|r| {
             let lsn: i64 = r.get(1);
             (r.get(0), u64::try_from(lsn).unwrap_or(0))
         }))
@@ -335,10 +476,25 @@ impl Store {
         params: &[&(dyn ToSql + Sync)],
         limit: i64,
     ) -> Result<Vec<Row>, StoreError> {
-        let q = sql::query(table, where_sql, params.len() + 1);
+        let q = self.sql.query(table, where_sql, params.len() + 1);
         let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
         all.push(&limit);
-        let rows = self.with_client("querying", async |c| c.query(&q, &all).await).await?;
+        let rows = self
+            .with_client("querying", async |c| {
+                if self.pooler != Pooler::Transaction {
+                    return c.query(&q, &all).await;
+                }
+                if params.is_empty() {
+                    return c.query_typed(&q, &[(&limit, Type::INT8)]).await;
+                }
+                // The caller's parameter types are known only once prepared, and a
+                // prepared statement lives only as long as the pooler's transaction.
+                let tx = c.transaction().await?;
+                let rows = tx.query(&q, &all).await?;
+                tx.commit().await?;
+                Ok(rows)
+            })
+            .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }

@@ -3,7 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Store;
+use super::{Store, StoreSettings};
+use crate::config::Pooler;
+
+fn settings(dsn: &str, max_connections: usize) -> StoreSettings {
+    StoreSettings {
+        dsn: dsn.to_owned(),
+        password_file: None,
+        instance: "memdb test".to_owned(),
+        pooler: Pooler::None,
+        schema: "public".to_owned(),
+        max_connections,
+        timeout: Duration::from_secs(10),
+    }
+}
 
 /// Found by the crash drill: a flush and a first write (or two processes) creating the
 /// same table at once made PostgreSQL fail one `CREATE TABLE IF NOT EXISTS` with a
@@ -11,7 +24,7 @@ use super::Store;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_of_one_table_all_succeed() {
     let dsn = crate::postgres::test_dsn().await.expect("a PostgreSQL for tests");
-    let store = Arc::new(Store::new(&dsn, "memdb test", 8, Duration::from_secs(10)).expect("store"));
+    let store = Arc::new(Store::new(&settings(&dsn, 8)).expect("store"));
     store.ensure_catalogue().await.expect("catalogue");
     for round in 0..20 {
         let name = format!("ddl_race_{round}");
@@ -38,7 +51,7 @@ async fn concurrent_creates_of_one_table_all_succeed() {
 async fn an_older_record_never_overwrites_or_deletes_a_newer_row() {
     use super::Write;
     let dsn = crate::postgres::test_dsn().await.expect("a PostgreSQL for tests");
-    let store = Store::new(&dsn, "memdb test", 2, Duration::from_secs(10)).expect("store");
+    let store = Store::new(&settings(&dsn, 2)).expect("store");
     store.ensure_catalogue().await.expect("catalogue");
     store.create_table("lsn_guard", &serde_json::json!({})).await.expect("create");
     let put = |key, json, lsn| Write { key, json: Some(json), lsn };

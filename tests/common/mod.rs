@@ -34,9 +34,7 @@ pub async fn open(tweak: impl FnOnce(&mut Config)) -> TestDb {
 
 /// A plain client on the test database, to look at PostgreSQL directly.
 pub async fn pg(dsn: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(conn);
-    client
+    memdb::connect_postgres(dsn).await.expect("connect")
 }
 
 /// The rows of a memdb table in PostgreSQL: (key, data as JSON, lsn), ordered by key.

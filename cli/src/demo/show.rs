@@ -16,10 +16,10 @@ pub struct Pg {
 
 impl Pg {
     pub async fn connect(dsn: &str) -> Result<Self, Failure> {
-        let (client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls).await.map_err(|e| {
+        // Connected as the engine connects: TLS settings and password sources alike.
+        let client = memdb::connect_postgres(dsn).await.map_err(|e| {
             Failure::from_error("connecting to PostgreSQL", &e, "check PG_DSN and that the server runs")
         })?;
-        tokio::spawn(conn);
         Ok(Self { client })
     }
 
