@@ -3,9 +3,11 @@
 
 mod cluster;
 mod error;
+mod pgbouncer;
 mod process;
 mod tls;
 
 pub use cluster::{PrivateCluster, StartupTimings, test_dsn, test_dsn_from};
 pub use error::ClusterError;
+pub use pgbouncer::PgBouncer;
 pub use tls::{ClientTls, unrelated_ca_pem};

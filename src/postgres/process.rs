@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use super::error::{ClusterError, io_err};
 
 /// The unprivileged user the server runs as when this process is root.
-const SERVER_USER: &str = "nobody";
+pub(super) const SERVER_USER: &str = "nobody";
 
 /// The superuser `initdb` creates; every connection uses it (trust authentication).
 pub(super) const SUPERUSER: &str = "postgres";
@@ -51,9 +51,9 @@ rm -rf -- "$3""#;
 
 /// The uid and gid the server runs as when this process is root.
 #[derive(Debug, Clone, Copy)]
-struct ServerUser {
-    uid: u32,
-    gid: u32,
+pub(super) struct ServerUser {
+    pub(super) uid: u32,
+    pub(super) gid: u32,
 }
 
 /// The binaries the harness runs.
@@ -306,7 +306,7 @@ fn binaries_in(dir: &Path) -> Option<Binaries> {
 
 /// `Some(nobody)` when this process is root (PostgreSQL refuses to run as root), else
 /// `None`: run as ourselves.
-fn server_user() -> Result<Option<ServerUser>, ClusterError> {
+pub(super) fn server_user() -> Result<Option<ServerUser>, ClusterError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
@@ -359,7 +359,7 @@ fn check_traversable(dir: &Path, user: ServerUser) -> Result<(), ClusterError> {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it, close).
-fn free_port() -> Result<u16, ClusterError> {
+pub(super) fn free_port() -> Result<u16, ClusterError> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_err("bind 127.0.0.1:0 to find a free port"))?;
     let port = listener.local_addr().map_err(io_err("read the probed port"))?.port();
