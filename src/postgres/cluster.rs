@@ -94,7 +94,7 @@ impl PrivateCluster {
     /// [`ClusterError::StartFailed`] (with the end of the output or log) when PostgreSQL
     /// fails; [`ClusterError::Io`] when the temp dir or a process cannot be created.
     pub fn start() -> Result<Self, ClusterError> {
-        Self::start_with(false, false)
+        Self::start_with(false, None)
     }
 
     /// As [`PrivateCluster::start`], but as a managed PostgreSQL is run: `ssl = on` with
@@ -108,7 +108,17 @@ impl PrivateCluster {
     /// As [`PrivateCluster::start`]; [`ClusterError::Tls`] if the certificates cannot
     /// be made.
     pub fn start_tls() -> Result<Self, ClusterError> {
-        Self::start_with(false, true)
+        Self::start_with(false, Some(tls::HBA_TLS_ONLY))
+    }
+
+    /// As [`PrivateCluster::start_tls`], but plain TCP connections (with the password)
+    /// are taken too: for benchmarks that compare TLS with plain TCP on one server.
+    ///
+    /// # Errors
+    ///
+    /// As [`PrivateCluster::start_tls`].
+    pub fn start_tls_or_plain() -> Result<Self, ClusterError> {
+        Self::start_with(false, Some(tls::HBA_TLS_OR_PLAIN))
     }
 
     /// As [`PrivateCluster::start`], but crash-safe as PostgreSQL ships (`fsync`,
@@ -120,17 +130,18 @@ impl PrivateCluster {
     ///
     /// As [`PrivateCluster::start`].
     pub fn start_durable() -> Result<Self, ClusterError> {
-        Self::start_with(true, false)
+        Self::start_with(true, None)
     }
 
-    fn start_with(durable: bool, tls: bool) -> Result<Self, ClusterError> {
+    /// `hba`: the `pg_hba.conf` of a TLS cluster; `None` for a plain one.
+    fn start_with(durable: bool, hba: Option<&str>) -> Result<Self, ClusterError> {
         let base = tempfile::Builder::new()
             .prefix("memdb-pg-")
             .tempdir()
             .map_err(io_err("create a temp dir for the private PostgreSQL"))?;
         let mut server = Server::prepare(base.path())?;
         server.durable = durable;
-        server.tls = tls;
+        server.tls = hba.is_some();
         let mut cluster = Self {
             port: 0,
             server,
@@ -143,8 +154,8 @@ impl PrivateCluster {
         cluster.with_live(|live| live.watchdog = Some(watchdog));
 
         let started = Instant::now();
-        if tls {
-            cluster.tls = Some(cluster.install_tls()?);
+        if let Some(hba) = hba {
+            cluster.tls = Some(cluster.install_tls(hba)?);
         } else {
             cluster.server.initdb(None)?;
         }
@@ -320,8 +331,8 @@ impl PrivateCluster {
     }
 
     /// Runs `initdb` with a superuser password, then puts the server's certificate, its
-    /// key and a TLS-only `pg_hba.conf` in the data dir, and the CA beside it.
-    fn install_tls(&self) -> Result<ClientTls, ClusterError> {
+    /// key and `hba` in the data dir, and the CA beside it.
+    fn install_tls(&self, hba: &str) -> Result<ClientTls, ClusterError> {
         let base = self.server.base_dir();
         let password = tls::new_password();
         let password_file = base.join("superuser-password");
@@ -333,7 +344,7 @@ impl PrivateCluster {
         let data = self.server.data_dir();
         self.server.write_owned(&data.join("server.crt"), &files.cert_pem, 0o644)?;
         self.server.write_owned(&data.join("server.key"), &files.key_pem, 0o600)?;
-        self.server.write_owned(&data.join("pg_hba.conf"), tls::HBA, 0o600)?;
+        self.server.write_owned(&data.join("pg_hba.conf"), hba, 0o600)?;
         let ca_file = base.join("ca.crt");
         std::fs::write(&ca_file, &files.ca_pem).map_err(io_err("write the private PostgreSQL's CA"))?;
         Ok(ClientTls { ca_file, password })

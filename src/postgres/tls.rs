@@ -33,9 +33,15 @@ pub(super) struct ServerFiles {
 
 /// `pg_hba.conf` of a TLS cluster: the socket for the harness, TCP only over TLS with a
 /// SCRAM password (so a connection without TLS is refused: "no encryption").
-pub(super) const HBA: &str = "local all all trust
+pub(super) const HBA_TLS_ONLY: &str = "local all all trust
 hostssl all all 127.0.0.1/32 scram-sha-256
 hostssl all all ::1/128 scram-sha-256
+";
+
+/// `pg_hba.conf` of a cluster that offers TLS and takes plain TCP too (benchmarks).
+pub(super) const HBA_TLS_OR_PLAIN: &str = "local all all trust
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
 ";
 
 /// A new CA and a server certificate it signs, for `localhost` and 127.0.0.1.
