@@ -15,10 +15,11 @@ use memdb::postgres::{PgBouncer, PrivateCluster};
 use memdb::{Config, Error, MemDb, Misconfiguration, Pooler, StoreError};
 use serde_json::json;
 
-/// The cluster and a PgBouncer in transaction mode with two server connections, or
-/// `None` (said) when PgBouncer is not installed.
-async fn setup() -> Option<&'static (PrivateCluster, PgBouncer)> {
-    static SETUP: OnceLock<(PrivateCluster, PgBouncer)> = OnceLock::new();
+/// The cluster and two PgBouncers in transaction mode with two server connections —
+/// the second drops memdb's startup options instead of refusing them — or `None` (said)
+/// when PgBouncer is not installed.
+async fn setup() -> Option<&'static (PrivateCluster, PgBouncer, PgBouncer)> {
+    static SETUP: OnceLock<(PrivateCluster, PgBouncer, PgBouncer)> = OnceLock::new();
     if PgBouncer::find().is_none() {
         let required = std::env::var_os("MEMDB_REQUIRE_PGBOUNCER").is_some_and(|v| v == "1");
         assert!(!required, "MEMDB_REQUIRE_PGBOUNCER=1 but pgbouncer is not installed");
@@ -30,8 +31,9 @@ async fn setup() -> Option<&'static (PrivateCluster, PgBouncer)> {
     }
     let started = tokio::task::spawn_blocking(|| {
         let cluster = PrivateCluster::start()?;
-        let bouncer = PgBouncer::start(&cluster, "transaction", 2)?;
-        Ok::<_, memdb::postgres::ClusterError>((cluster, bouncer))
+        let bouncer = PgBouncer::start(&cluster, "transaction", 2, false)?;
+        let ignoring = PgBouncer::start(&cluster, "transaction", 2, true)?;
+        Ok::<_, memdb::postgres::ClusterError>((cluster, bouncer, ignoring))
     })
     .await
     .expect("task")
@@ -49,7 +51,7 @@ fn config(dsn: String, dir: &std::path::Path, pooler: Pooler) -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_work_through_transaction_pooling_and_lose_nothing() {
-    let Some((cluster, bouncer)) = setup().await else { return };
+    let Some((cluster, bouncer, _)) = setup().await else { return };
     let direct = cluster.create_database("pooled").await.expect("database");
     let dirs = [tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir")];
     let open = |i: usize| MemDb::open(config(bouncer.dsn("pooled"), dirs[i].path(), Pooler::Transaction));
@@ -115,14 +117,18 @@ async fn two_engines_work_through_transaction_pooling_and_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooler_not_declared_is_detected_and_named() {
-    let Some((cluster, bouncer)) = setup().await else { return };
+    let Some((cluster, refusing, ignoring)) = setup().await else { return };
     cluster.create_database("undeclared").await.expect("database");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let err = MemDb::open(config(bouncer.dsn("undeclared"), dir.path(), Pooler::None)).await.expect_err("undeclared");
-    let message = err.to_string();
-    assert!(
-        matches!(err, Error::Postgres(StoreError::Misconfigured { problem: Misconfiguration::Pooler, .. })),
-        "{err:?}"
-    );
-    assert!(message.contains("MEMDB_PG_POOLER"), "{message}");
+    // One refuses memdb's startup option; the other drops it, and memdb sees it gone.
+    for (bouncer, how) in [(refusing, "refusing startup options"), (ignoring, "ignoring startup options")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err =
+            MemDb::open(config(bouncer.dsn("undeclared"), dir.path(), Pooler::None)).await.expect_err("undeclared");
+        let message = err.to_string();
+        assert!(
+            matches!(err, Error::Postgres(StoreError::Misconfigured { problem: Misconfiguration::Pooler, .. })),
+            "{how}: {err:?}"
+        );
+        assert!(message.contains("MEMDB_PG_POOLER"), "{how}: {message}");
+    }
 }

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::Misconfiguration;
+
 /// The first pause between probes; it doubles up to [`MAX_PROBE_INTERVAL`].
 const FIRST_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// The longest pause between probes: PostgreSQL back is noticed within this.
@@ -25,6 +27,7 @@ pub(crate) struct Breaker {
 struct Open {
     since: Instant,
     cause: String,
+    problem: Option<Misconfiguration>,
     interval: Duration,
     next_probe: Instant,
 }
@@ -34,6 +37,8 @@ struct Open {
 pub(crate) struct Down {
     pub down_for: Duration,
     pub cause: String,
+    /// The misconfiguration that opened it, if that is why (not an outage).
+    pub problem: Option<Misconfiguration>,
 }
 
 impl Breaker {
@@ -48,7 +53,9 @@ impl Breaker {
             return Ok(());
         }
         match &*self.state() {
-            Some(open) => Err(Down { down_for: open.since.elapsed(), cause: open.cause.clone() }),
+            Some(open) => {
+                Err(Down { down_for: open.since.elapsed(), cause: open.cause.clone(), problem: open.problem })
+            }
             None => Ok(()),
         }
     }
@@ -57,8 +64,9 @@ impl Breaker {
         !self.tripped.load(Ordering::Acquire)
     }
 
-    /// A call found PostgreSQL unreachable: open (or, if open, back off the next probe).
-    pub(crate) fn trip(&self, cause: String) {
+    /// A call found PostgreSQL unreachable (or cannot connect as configured, `problem`):
+    /// open (or, if open, back off the next probe).
+    pub(crate) fn trip(&self, cause: String, problem: Option<Misconfiguration>) {
         let mut state = self.state();
         let now = Instant::now();
         match &mut *state {
@@ -66,12 +74,14 @@ impl Breaker {
                 open.interval = (open.interval * 2).min(MAX_PROBE_INTERVAL);
                 open.next_probe = now + open.interval;
                 open.cause = cause;
+                open.problem = problem;
             }
             None => {
                 tracing::warn!(%cause, "PostgreSQL unreachable: calls that need it fail fast until a probe gets through");
                 *state = Some(Open {
                     since: now,
                     cause,
+                    problem,
                     interval: FIRST_PROBE_INTERVAL,
                     next_probe: now + FIRST_PROBE_INTERVAL,
                 });
@@ -107,15 +117,19 @@ mod tests {
     fn the_breaker_opens_backs_off_and_closes() {
         let breaker = Breaker::default();
         assert!(breaker.check().is_ok() && breaker.is_closed() && !breaker.probe_due());
-        breaker.trip("connection refused".into());
+        breaker.trip("connection refused".into(), None);
         let down = breaker.check().expect_err("open");
         assert_eq!(down.cause, "connection refused");
         assert!(!breaker.probe_due(), "the first probe waits its interval");
         std::thread::sleep(FIRST_PROBE_INTERVAL);
         assert!(breaker.probe_due());
-        breaker.trip("still refused".into());
+        breaker.trip("still refused".into(), Some(Misconfiguration::AuthenticationFailed));
         assert!(!breaker.probe_due(), "a failed probe pushes the next one out");
-        assert_eq!(breaker.check().expect_err("still open").cause, "still refused");
+        let down = breaker.check().expect_err("still open");
+        assert_eq!(
+            (down.cause.as_str(), down.problem),
+            ("still refused", Some(Misconfiguration::AuthenticationFailed))
+        );
         breaker.reset();
         assert!(breaker.check().is_ok() && breaker.is_closed() && !breaker.probe_due());
     }

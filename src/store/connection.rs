@@ -25,6 +25,10 @@ impl Connection {
         let tls = TlsSettings::of(&split)?;
         let mut config: tokio_postgres::Config =
             split.rest.parse().map_err(|e: tokio_postgres::Error| StoreError::BadDsn(e.to_string()))?;
+        if config.get_ssl_mode() != tokio_postgres::config::SslMode::Prefer {
+            // tokio-postgres found an sslmode memdb did not: never connect weaker than asked.
+            return Err(StoreError::BadDsn("sslmode is given where memdb cannot read it".into()));
+        }
         config.ssl_mode(tls.mode.driver_mode());
         password::fill_in(&mut config, password_file)?;
         Ok(Self { config, tls: tls.connector()?, sslmode: tls.mode })

@@ -75,17 +75,32 @@ pub(crate) fn redact(dsn: &str) -> String {
 
 /// The pairs of `dsn`, and whether they come from a URL's query string.
 fn pairs(dsn: &str) -> Result<(Vec<Pair>, bool), StoreError> {
-    let trimmed = dsn.trim_start();
-    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        Ok((url_pairs(dsn)?, true))
-    } else {
-        Ok((key_value_pairs(dsn)?, false))
+    match url_rest(dsn) {
+        Some(_) => Ok((url_pairs(dsn), true)),
+        None => Ok((key_value_pairs(dsn)?, false)),
     }
 }
 
+/// Where a URL DSN's text after the scheme starts (tokio-postgres's test: the exact
+/// prefix, no leading space).
+fn url_rest(dsn: &str) -> Option<usize> {
+    ["postgresql://", "postgres://"].iter().find(|p| dsn.starts_with(**p)).map(|p| p.len())
+}
+
+/// ⚑ Where a URL's parts are, found as tokio-postgres finds them: the credentials end
+/// at the first `@` anywhere (a password may hold `/` or `?`), and the query string
+/// starts at the first `?` after them. Returns (the credentials' range, the query's
+/// start).
+fn url_layout(dsn: &str) -> Option<(Option<std::ops::Range<usize>>, Option<usize>)> {
+    let start = url_rest(dsn)?;
+    let credentials = dsn[start..].find('@').map(|at| start..start + at);
+    let after = credentials.as_ref().map_or(start, |c| c.end + 1);
+    Some((credentials, dsn[after..].find('?').map(|q| after + q)))
+}
+
 /// The query parameters of a URL DSN, percent-decoded.
-fn url_pairs(dsn: &str) -> Result<Vec<Pair>, StoreError> {
-    let Some(query_start) = dsn.find('?') else { return Ok(Vec::new()) };
+fn url_pairs(dsn: &str) -> Vec<Pair> {
+    let Some((_, Some(query_start))) = url_layout(dsn) else { return Vec::new() };
     let mut pairs = Vec::new();
     let mut start = query_start + 1;
     for part in dsn[query_start + 1..].split('&') {
@@ -95,44 +110,45 @@ fn url_pairs(dsn: &str) -> Result<Vec<Pair>, StoreError> {
             continue;
         }
         let (key, value) = part.split_once('=').unwrap_or((part, ""));
-        pairs.push(Pair { span, key: percent_decode(key)?, value: percent_decode(value)? });
+        pairs.push(Pair { span, key: percent_decode(key), value: percent_decode(value) });
     }
-    Ok(pairs)
+    pairs
 }
 
-fn percent_decode(s: &str) -> Result<String, StoreError> {
+/// Percent-decoding as tokio-postgres does it: a `%` not followed by two hex digits
+/// stays as it is.
+fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| {
-                StoreError::BadDsn("a `%` in the URL's query string is not followed by two hex digits".into())
-            })?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(byte) if bytes[i] == b'%' => {
+                out.push(byte);
+                i += 3;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
         }
     }
-    String::from_utf8(out).map_err(|_| StoreError::BadDsn("a URL query parameter is not UTF-8 once decoded".into()))
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn tidy_url_query(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else { return url.to_owned() };
+    let Some((_, Some(query_start))) = url_layout(url) else { return url.to_owned() };
+    let (base, query) = (&url[..query_start], &url[query_start + 1..]);
     let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) }
 }
 
 /// A URL's `user:password@` with the password masked, if it has one.
 fn redact_url_userinfo(dsn: &str) -> Option<String> {
-    let scheme_end = dsn.find("://")? + 3;
-    let authority_end = dsn[scheme_end..].find(['/', '?']).map_or(dsn.len(), |i| scheme_end + i);
-    let at = dsn[scheme_end..authority_end].rfind('@')? + scheme_end;
-    let colon = dsn[scheme_end..at].find(':')? + scheme_end;
-    Some(format!("{}***{}", &dsn[..=colon], &dsn[at..]))
+    let (Some(credentials), _) = url_layout(dsn)? else { return None };
+    let colon = dsn[credentials.clone()].find(':')? + credentials.start;
+    Some(format!("{}***{}", &dsn[..=colon], &dsn[credentials.end..]))
 }
 
 /// The `key = value` pairs of a libpq key=value DSN: values may be single-quoted, and
@@ -220,7 +236,11 @@ mod tests {
         assert_eq!(s.sslrootcert.as_deref(), Some("/ca.pem"));
         assert_eq!(s.rest, "postgresql://me@db:5432/x?connect_timeout=3");
         assert_eq!(split("postgres://db/x?sslmode=require").expect("only").rest, "postgres://db/x");
-        assert!(split("postgres://db/x?sslmode=%zz").is_err());
+        assert_eq!(split("postgres://db/x?sslmode=%zz").expect("lenient").sslmode.as_deref(), Some("%zz"));
+        // A `?` or `/` in the password is not the query string (tokio-postgres ends the
+        // credentials at the first `@`).
+        let s = split("postgres://u:p?w/d@db/x?sslmode=verify-full").expect("split");
+        assert_eq!((s.sslmode.as_deref(), s.rest.as_str()), (Some("verify-full"), "postgres://u:p?w/d@db/x"));
     }
 
     #[test]
@@ -236,6 +256,7 @@ mod tests {
         assert_eq!(redact("host=db password = 'a b\\' c' user=me"), "host=db password =*** user=me");
         assert_eq!(redact("postgresql://me:s3cret@db/x?password=two"), "postgresql://me:***@db/x?password=***");
         assert_eq!(redact("postgres://me@db/x"), "postgres://me@db/x");
+        assert_eq!(redact("postgres://me:ab/cd?e@db/x"), "postgres://me:***@db/x");
         assert_eq!(redact("password='open"), "<unparsable DSN>");
     }
 }

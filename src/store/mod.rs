@@ -17,7 +17,7 @@ mod tls;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use memdb_wal::Lsn;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -96,6 +96,15 @@ impl StoreError {
         matches!(self, Self::Rejected { code, .. } if ["22", "23", "42", "54"].iter().any(|class| code.starts_with(class)))
     }
 
+    /// The misconfiguration behind the failure, if that is what it is.
+    #[must_use]
+    pub fn misconfiguration(&self) -> Option<Misconfiguration> {
+        match self {
+            Self::Misconfigured { problem, .. } => Some(*problem),
+            _ => None,
+        }
+    }
+
     /// Whether the failure means no connection can be had (the circuit breaker opens).
     fn blocks_connections(&self) -> bool {
         match self {
@@ -158,6 +167,27 @@ pub(crate) struct Write<'a> {
     pub lsn: Lsn,
 }
 
+/// The startup option that marks a direct session, and the check of each new connection
+/// for it. ⚑ Statements are prepared once per connection, so every connection must be a
+/// session of its own: a pooler (PgBouncer refuses startup options — or, told to ignore
+/// them, drops them) would run them on server connections shared with other clients,
+/// whose prepared statements may carry the same names.
+const DIRECT_MARKER: &str = "-c memdb.direct=on";
+const DIRECT_CHECK: &str = "SELECT current_setting('memdb.direct', true)";
+
+async fn check_direct(client: &mut deadpool_postgres::ClientWrapper) -> Result<(), HookError> {
+    let messages = client.simple_query(DIRECT_CHECK).await.map_err(HookError::Backend)?;
+    let marked = messages.iter().any(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("on"),
+        _ => false,
+    });
+    if marked {
+        Ok(())
+    } else {
+        Err(HookError::message("the session lost memdb's startup option: a pooler stands between memdb and PostgreSQL"))
+    }
+}
+
 /// How the store connects: from a [`Config`], or set by hand in tests.
 pub(crate) struct StoreSettings {
     pub dsn: String,
@@ -204,17 +234,23 @@ impl Store {
         let mut config = connection.config;
         config.connect_timeout(timeout).keepalives(true).keepalives_idle(Duration::from_secs(10));
         config.application_name(&settings.instance);
-        if settings.pooler == Pooler::None {
+        let direct = settings.pooler == Pooler::None;
+        if direct {
             // ⚑ memdb truncates its WAL once PostgreSQL acknowledges a commit, so that
             // commit must be durable whatever the server's default (the flush statement
-            // also sets it, for poolers, which refuse startup options). PgBouncer refuses
-            // the option, so a pooler not declared in MEMDB_PG_POOLER is caught here.
-            let options = [config.get_options().unwrap_or_default(), "-c synchronous_commit=on"].join(" ");
+            // also sets it, for poolers, which drop startup options). The marker shows
+            // that the session is ours: see `DIRECT_CHECK`.
+            let options =
+                [config.get_options().unwrap_or_default(), "-c synchronous_commit=on", DIRECT_MARKER].join(" ");
             config.options(options.trim());
         }
         let manager =
             Manager::from_config(config, connection.tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
+        let mut builder = Pool::builder(manager);
+        if direct {
+            builder = builder.post_create(Hook::async_fn(|client, _| Box::pin(check_direct(client))));
+        }
+        let pool = builder
             .max_size(settings.max_connections)
             .runtime(Runtime::Tokio1)
             // Slightly longer than the call's own timeout, so a hung call is reported
@@ -273,7 +309,11 @@ impl Store {
         what: &'static str,
         f: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        self.breaker.check().map_err(|down| StoreError::Down { what, down_for: down.down_for, cause: down.cause })?;
+        self.breaker.check().map_err(|down| match down.problem {
+            // Still the setting to fix, not an outage: the caller gets it typed.
+            Some(problem) => StoreError::Misconfigured { what, problem, detail: format!("not tried: {}", down.cause) },
+            None => StoreError::Down { what, down_for: down.down_for, cause: down.cause },
+        })?;
         self.call(what, f).await
     }
 
@@ -293,7 +333,7 @@ impl Store {
             Err(_) => Err(StoreError::Timeout { what, after: self.timeout }),
         };
         match &result {
-            Err(e) if e.blocks_connections() => self.breaker.trip(e.to_string()),
+            Err(e) if e.blocks_connections() => self.breaker.trip(e.to_string(), e.misconfiguration()),
             _ => self.breaker.reset(),
         }
         result
@@ -304,8 +344,12 @@ impl Store {
     }
 
     fn pool_error(&self, what: &'static str, e: deadpool_postgres::PoolError) -> StoreError {
+        use deadpool_postgres::PoolError;
         match e {
-            deadpool_postgres::PoolError::Backend(e) => self.driver_error(what, &e),
+            PoolError::Backend(e) | PoolError::PostCreateHook(HookError::Backend(e)) => self.driver_error(what, &e),
+            PoolError::PostCreateHook(HookError::Message(detail)) => {
+                StoreError::Misconfigured { what, problem: Misconfiguration::Pooler, detail: detail.into_owned() }
+            }
             e => StoreError::Unavailable { what, message: with_sources(&e) },
         }
     }
@@ -340,11 +384,28 @@ impl Store {
             self.with_client("creating memdb's schema", async |c| c.batch_execute(&self.sql.create_schema()).await)
                 .await
                 .map_err(|e| match e.privilege_as_setting() {
-                    StoreError::Misconfigured { what, detail, .. } => {
+                    StoreError::Misconfigured { what, detail, problem: Misconfiguration::NotWritable } => {
                         StoreError::Misconfigured { what, problem: Misconfiguration::SchemaMissing, detail }
                     }
                     e => e,
                 })?;
+        }
+        // Before MEMDB_SCHEMA, memdb's tables went where the role's search_path led
+        // (`"$user", public`). Left at its default, the setting must not hide them.
+        let rows = self
+            .with_client("looking for memdb's tables on the search_path", async |c| {
+                self.statement(c, sql::CATALOGUE_ON_SEARCH_PATH, &[(&schema, Type::TEXT)]).await
+            })
+            .await?;
+        if schema == "public"
+            && let Some(row) = rows.first()
+        {
+            let elsewhere: String = row.get(0);
+            return Err(StoreError::Misconfigured {
+                what: "looking for memdb's tables",
+                problem: Misconfiguration::SchemaMoved,
+                detail: format!("memdb's catalogue is in schema {elsewhere:?}: set MEMDB_SCHEMA={elsewhere}"),
+            });
         }
         let ddl = self.sql.catalogue();
         self.with_client("creating the memdb_tables catalogue", async |c| c.batch_execute(&ddl).await)

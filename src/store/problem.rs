@@ -65,6 +65,19 @@ pub enum Misconfiguration {
          <role> as an administrator, or set MEMDB_SCHEMA to a schema the role owns"
     )]
     SchemaMissing,
+    /// `MEMDB_SCHEMA` is left at `public`, and memdb's tables are in the schema the role's
+    /// `search_path` leads to, where memdb put them before the setting existed.
+    #[error(
+        "memdb's tables are in the schema the role's search_path leads to (named below), not in MEMDB_SCHEMA \
+         (public): set MEMDB_SCHEMA to that schema"
+    )]
+    SchemaMoved,
+    /// The server's certificate has expired or is not valid yet.
+    #[error(
+        "the server's certificate has expired or is not valid yet: renew it on the server (or check this \
+         host's clock)"
+    )]
+    CertificateExpired,
     /// The role may not create or write memdb's tables in `MEMDB_SCHEMA`.
     #[error(
         "this role may not create or write memdb's tables in its schema: make the role the schema's owner \
@@ -85,7 +98,7 @@ impl Misconfiguration {
     /// such a failure counts as PostgreSQL being unreachable for the circuit breaker.
     #[must_use]
     pub fn blocks_connections(self) -> bool {
-        !matches!(self, Self::SchemaMissing | Self::NotWritable)
+        !matches!(self, Self::SchemaMissing | Self::NotWritable | Self::SchemaMoved)
     }
 
     /// The misconfiguration a driver error shows, if any (`sslmode` was asked for).
@@ -125,6 +138,9 @@ impl Misconfiguration {
             rustls::Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
                 Self::HostnameMismatch
             }
+            rustls::Error::InvalidCertificate(
+                Cert::Expired | Cert::ExpiredContext { .. } | Cert::NotValidYet | Cert::NotValidYetContext { .. },
+            ) => Self::CertificateExpired,
             rustls::Error::InvalidCertificate(_) => Self::CertificateUntrusted,
             _ => Self::TlsFailed,
         }

@@ -9,6 +9,13 @@ pub(super) const FENCE_PREVIOUS: &str = "SELECT count(*) FILTER (WHERE pg_termin
     FROM pg_stat_activity
     WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid()";
 
+/// The schema the search_path leads to, if it holds a memdb catalogue and `$1` (the
+/// configured schema) holds none.
+pub(super) const CATALOGUE_ON_SEARCH_PATH: &str = "SELECT current_schema()::text
+    WHERE current_schema() <> $1
+        AND to_regclass(format('%I.memdb_tables', current_schema())) IS NOT NULL
+        AND to_regclass(format('%I.memdb_tables', $1)) IS NULL";
+
 pub(super) const SCHEMA_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
 
 /// Key of the transaction-scoped advisory lock that serialises memdb's DDL.

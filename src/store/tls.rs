@@ -8,9 +8,10 @@
 //! | `verify-ca`   | always             | signed by a trusted CA                      |
 //! | `verify-full` | always             | signed by a trusted CA, and for the host    |
 //!
-//! The trusted CAs are `sslrootcert` (a PEM file), or with `sslrootcert=system` or
-//! none given the system's roots (`~/.postgresql/root.crt` first, if it exists, as in
-//! libpq).
+//! The trusted CAs are `sslrootcert` (a PEM file; by default `~/.postgresql/root.crt`
+//! if it exists), or with `sslrootcert=system` the system's roots — then only with
+//! `verify-full`, which is also the default then (as in libpq 16). A verifying mode with
+//! no CA at all fails rather than trusting anything.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,18 +69,64 @@ impl SslMode {
 /// `PGSSLROOTCERT` when the DSN has none.
 #[derive(Clone, Debug)]
 pub(crate) struct TlsSettings {
+    /// The mode in effect (`require` with a CA file is `verify-ca`, as in libpq).
     pub mode: SslMode,
-    pub root_cert: Option<String>,
+    roots: Roots,
+}
+
+/// Where the trusted CAs come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Roots {
+    /// `sslrootcert=FILE`, or libpq's default `~/.postgresql/root.crt` if it exists.
+    File(PathBuf),
+    /// `sslrootcert=system`.
+    System,
+    /// None given, and no default file.
+    Unset,
 }
 
 impl TlsSettings {
     pub(crate) fn of(split: &SplitDsn) -> Result<Self, StoreError> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let roots = match split.sslrootcert.clone().or_else(|| env("PGSSLROOTCERT")).as_deref() {
+            Some("system") => Roots::System,
+            Some(path) => Roots::File(PathBuf::from(path)),
+            None => default_root_file().map_or(Roots::Unset, Roots::File),
+        };
         let mode = match split.sslmode.clone().or_else(|| env("PGSSLMODE")) {
             Some(mode) => SslMode::parse(&mode)?,
+            // libpq 16: the system's CAs imply verify-full.
+            None if roots == Roots::System => SslMode::VerifyFull,
             None => SslMode::Prefer,
         };
-        Ok(Self { mode, root_cert: split.sslrootcert.clone().or_else(|| env("PGSSLROOTCERT")) })
+        Self::checked(mode, roots)
+    }
+
+    /// ⚑ No mode is weaker than libpq's: the system's CAs vouch for every host name they
+    /// signed, so they are trusted only with the host name checked (verify-full); a
+    /// verifying mode without any CA given fails instead of trusting the system's.
+    fn checked(mode: SslMode, roots: Roots) -> Result<Self, StoreError> {
+        let mode = match (mode, &roots) {
+            (SslMode::Require, Roots::File(_)) => SslMode::VerifyCa,
+            (mode, _) => mode,
+        };
+        match (mode, &roots) {
+            (SslMode::VerifyFull, _) | (_, Roots::File(_) | Roots::Unset) => {}
+            (_, Roots::System) => {
+                return Err(StoreError::BadDsn(
+                    "sslrootcert=system needs sslmode=verify-full: the system's CAs vouch for any host they signed"
+                        .into(),
+                ));
+            }
+        }
+        if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) && roots == Roots::Unset {
+            return Err(tls_setup(
+                "sslmode=verify-ca and verify-full need the CA: set sslrootcert to its file (or, for verify-full, \
+                 sslrootcert=system to trust the system's CAs)"
+                    .into(),
+            ));
+        }
+        Ok(Self { mode, roots })
     }
 
     /// The connector for these settings.
@@ -88,12 +135,7 @@ impl TlsSettings {
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_setup(e.to_string()))?;
-        // libpq: `require` with a root certificate file checks the chain, as verify-ca.
-        let mode = match (self.mode, &self.root_cert) {
-            (SslMode::Require, Some(_)) => SslMode::VerifyCa,
-            (mode, _) => mode,
-        };
-        let config = match mode {
+        let config = match self.mode {
             SslMode::Disable | SslMode::Prefer | SslMode::Require => {
                 builder.dangerous().with_custom_certificate_verifier(Arc::new(Lenient { chain: None, provider }))
             }
@@ -110,27 +152,20 @@ impl TlsSettings {
 
     fn roots(&self) -> Result<RootCertStore, StoreError> {
         let mut roots = RootCertStore::empty();
-        let file = match self.root_cert.as_deref() {
-            Some("system") => None,
-            Some(path) => Some(PathBuf::from(path)),
-            None => default_root_file(),
-        };
-        match file {
-            Some(path) => {
-                let certs = CertificateDer::pem_file_iter(&path)
+        match &self.roots {
+            Roots::File(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
                     .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-                    .map_err(|e| root_file_error(&path, &e.to_string()))?;
+                    .map_err(|e| root_file_error(path, &e.to_string()))?;
                 let (added, _) = roots.add_parsable_certificates(certs);
                 if added == 0 {
-                    return Err(root_file_error(&path, "it holds no PEM certificate"));
+                    return Err(root_file_error(path, "it holds no PEM certificate"));
                 }
             }
-            None => {
+            Roots::System | Roots::Unset => {
                 roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
                 if roots.is_empty() {
-                    return Err(tls_setup(
-                        "no system root certificates found: set sslrootcert in PG_DSN to the CA file".into(),
-                    ));
+                    return Err(tls_setup("sslrootcert=system, but no system root certificates were found".into()));
                 }
             }
         }
@@ -226,8 +261,29 @@ mod tests {
 
     #[test]
     fn a_missing_ca_file_names_the_setting() {
-        let settings = TlsSettings { mode: SslMode::VerifyFull, root_cert: Some("/nonexistent/ca.pem".into()) };
-        let err = settings.connector().err().expect("no such file");
+        let settings = TlsSettings::checked(SslMode::VerifyFull, Roots::File("/nonexistent/ca.pem".into()));
+        let err = settings.expect("settings").connector().err().expect("no such file");
         assert!(err.to_string().contains("sslrootcert"), "{err}");
+    }
+
+    #[test]
+    fn no_mode_is_weaker_than_libpqs() {
+        let file = || Roots::File("/ca.pem".into());
+        // require with a CA checks the chain.
+        assert_eq!(TlsSettings::checked(SslMode::Require, file()).expect("require").mode, SslMode::VerifyCa);
+        assert_eq!(TlsSettings::checked(SslMode::Require, Roots::Unset).expect("require").mode, SslMode::Require);
+        // The system's CAs only with the host name checked.
+        for weaker in [SslMode::Prefer, SslMode::Require, SslMode::VerifyCa] {
+            assert!(TlsSettings::checked(weaker, Roots::System).is_err(), "{weaker:?} with system roots");
+        }
+        assert!(TlsSettings::checked(SslMode::VerifyFull, Roots::System).is_ok());
+        // A verifying mode without any CA fails.
+        for verifying in [SslMode::VerifyCa, SslMode::VerifyFull] {
+            assert!(TlsSettings::checked(verifying, Roots::Unset).is_err(), "{verifying:?} without a CA");
+        }
+        let split = SplitDsn { sslrootcert: Some("system".into()), ..SplitDsn::default() };
+        if std::env::var_os("PGSSLMODE").is_none() {
+            assert_eq!(TlsSettings::of(&split).expect("system").mode, SslMode::VerifyFull, "the default then");
+        }
     }
 }
