@@ -547,9 +547,14 @@ fn dsn_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'"))
 }
 
-/// A proxy in front of the server `dsn` names, and a DSN for the same database through it.
+/// A proxy in front of the server `dsn` names, and a DSN for the same database through
+/// it (with the same TLS settings: the proxy passes bytes, the handshake goes through).
+/// `dsn` is key=value, as the test kit makes them.
 async fn proxy_for(dsn: &str) -> (Proxy, String) {
-    let parsed: tokio_postgres::Config = dsn.parse().expect("the test DSN parses");
+    // tokio-postgres knows neither verify-full nor sslrootcert: memdb reads those.
+    let (tls, rest): (Vec<&str>, Vec<&str>) =
+        dsn.split_whitespace().partition(|t| t.starts_with("sslmode=") || t.starts_with("sslrootcert="));
+    let parsed: tokio_postgres::Config = rest.join(" ").parse().expect("the test DSN parses");
     let port = parsed.get_ports().first().copied().unwrap_or(5432);
     let upstream = match parsed.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => Upstream::Tcp(host.clone(), port),
@@ -566,6 +571,9 @@ async fn proxy_for(dsn: &str) -> (Proxy, String) {
     }
     if let Some(password) = parsed.get_password() {
         through += &format!(" password={}", dsn_quote(&String::from_utf8_lossy(password)));
+    }
+    for setting in tls {
+        through += &format!(" {setting}");
     }
     (proxy, through)
 }
@@ -646,10 +654,9 @@ async fn a_dead_runs_postgresql_session_is_ended_before_recovery() {
     db.crash().await;
 
     // The dead run's session, a write of the old value still in flight.
-    let mut zombie_config: tokio_postgres::Config = dsn.parse().expect("dsn");
-    zombie_config.application_name(&instance);
-    let (zombie, connection) = zombie_config.connect(tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
+    let zombie = memdb::connect_postgres(&format!("{dsn} application_name={}", dsn_quote(&instance)))
+        .await
+        .expect("connect as the dead run");
     zombie.batch_execute("BEGIN").await.expect("begin");
 
     // Recovery replays the delete; the first connection ends the dead run's session
