@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use memdb::MemDb;
 use memdb::postgres::PrivateCluster;
-use memdb::{Config, MemDb};
 use serde_json::json;
 
 use super::show::Pg;
@@ -72,7 +72,7 @@ pub async fn kill_and_recover(
              stays up; unset it to see memdb start with PostgreSQL stopped)"
         ),
     }
-    let mut config = Config::new(dsn, wal_dir);
+    let mut config = super::engine_config(dsn, wal_dir);
     config.flush_interval = plan.interval;
     let started = Instant::now();
     let db = MemDb::open(config).await.map_err(|e| engine("reopening after the kill (recovery)", &e))?;
@@ -114,7 +114,7 @@ pub async fn kill_and_recover(
         blocking("starting PostgreSQL", move || server.start_server()).await?;
         println!("   PostgreSQL started (pg_ctl start)");
     }
-    let pg = Pg::connect(dsn).await?;
+    let pg = Pg::connect(&super::engine_config(dsn, Path::new(""))).await?;
     super::show::header();
     let acked = killed.acked + 1;
     super::show::watch_until("backlog drained", &db, &pg, PREFIX, Duration::from_secs(120), |db| {

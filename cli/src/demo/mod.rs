@@ -8,6 +8,7 @@ mod crash;
 mod show;
 pub mod writer;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use memdb::{Config, MemDb};
@@ -75,6 +76,21 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     Ok(0)
 }
 
+/// The engine's configuration on `dsn` and `wal_dir`. When `dsn` is the configured
+/// `PG_DSN`, its companions come with it (`PG_PASSWORD_FILE`, `MEMDB_SCHEMA`,
+/// `MEMDB_PG_POOLER`), as a daemon would have them; the private cluster needs none.
+pub(crate) fn engine_config(dsn: &str, wal_dir: &Path) -> Config {
+    let mut config = Config::new(dsn, wal_dir);
+    if let Ok(configured) = Config::from_env()
+        && configured.pg_dsn == dsn
+    {
+        config.pg_password_file = configured.pg_password_file;
+        config.pg_schema = configured.pg_schema;
+        config.pg_pooler = configured.pg_pooler;
+    }
+    config
+}
+
 /// `PG_DSN` from the environment or `./.env`, or `None` when it is not set.
 fn configured_dsn() -> Result<Option<String>, Failure> {
     match Config::from_env() {
@@ -106,15 +122,12 @@ async fn walk_through(plan: &Plan) -> Result<(), Failure> {
             (dsn, memdb::postgres::PrivateCluster::shared().ok())
         }
     };
-    let pg = Pg::connect(&dsn).await?;
-    pg.execute(&format!(
-        "DO $$ BEGIN IF to_regclass('memdb_{TABLE}') IS NOT NULL THEN DELETE FROM memdb_{TABLE}; END IF; END $$"
-    ))
-    .await?;
+    let pg = Pg::connect(&engine_config(&dsn, Path::new(""))).await?;
+    pg.empty().await?;
     let dir = tempfile::tempdir()
         .map_err(|e| Failure::from_error("creating a temp dir for the WAL", &e, "check TMPDIR and free space"))?;
     let wal_dir = dir.path().join("wal");
-    let mut config = Config::new(dsn.clone(), &wal_dir);
+    let mut config = engine_config(&dsn, &wal_dir);
     config.flush_interval = plan.interval;
     config.idle_ttl = plan.interval;
     let secs = plan.interval.as_secs_f64();

@@ -12,20 +12,23 @@ use crate::live::{Live, thousands};
 /// A direct PostgreSQL client, to show what the database holds.
 pub struct Pg {
     client: tokio_postgres::Client,
+    /// The demo table's PostgreSQL name, qualified by memdb's schema.
+    table: String,
 }
 
 impl Pg {
-    pub async fn connect(dsn: &str) -> Result<Self, Failure> {
+    pub async fn connect(config: &memdb::Config) -> Result<Self, Failure> {
+        let dsn = &config.pg_dsn;
         // Connected as the engine connects: TLS settings and password sources alike.
         let client = memdb::connect_postgres(dsn).await.map_err(|e| {
             Failure::from_error("connecting to PostgreSQL", &e, "check PG_DSN and that the server runs")
         })?;
-        Ok(Self { client })
+        Ok(Self { client, table: format!("\"{}\".memdb_{TABLE}", config.pg_schema) })
     }
 
     /// Rows of the demo table whose key starts with `prefix` (0 before the table exists).
     pub async fn rows(&self, prefix: &str) -> Result<u64, Failure> {
-        let sql = format!("SELECT count(*) FROM memdb_{TABLE} WHERE key LIKE $1 || '%'");
+        let sql = format!("SELECT count(*) FROM {} WHERE key LIKE $1 || '%'", self.table);
         match self.client.query_one(&sql, &[&prefix]).await {
             Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default()),
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(0),
@@ -36,7 +39,8 @@ impl Pg {
     /// Rows of keys `{prefix}1` through `{prefix}{last}`.
     pub async fn child_rows_through(&self, prefix: &str, last: u64) -> Result<u64, Failure> {
         let sql = format!(
-            "SELECT count(*) FROM memdb_{TABLE} WHERE key LIKE $1 || '%' AND substr(key, length($1) + 1)::bigint <= $2"
+            "SELECT count(*) FROM {} WHERE key LIKE $1 || '%' AND substr(key, length($1) + 1)::bigint <= $2",
+            self.table
         );
         let last = i64::try_from(last).unwrap_or(i64::MAX);
         let row = self
@@ -49,7 +53,7 @@ impl Pg {
 
     /// The stored JSON of one key, if PostgreSQL has it.
     pub async fn value(&self, key: &str) -> Result<Option<String>, Failure> {
-        let sql = format!("SELECT data::text FROM memdb_{TABLE} WHERE key = $1");
+        let sql = format!("SELECT data::text FROM {} WHERE key = $1", self.table);
         let row = self
             .client
             .query_opt(&sql, &[&key])
@@ -59,9 +63,13 @@ impl Pg {
     }
 
     /// Runs a statement of the demo's own (emptying its table).
-    pub async fn execute(&self, sql: &str) -> Result<(), Failure> {
+    /// Empties the demo table, if it exists.
+    pub async fn empty(&self) -> Result<(), Failure> {
+        let t = &self.table;
         self.client
-            .batch_execute(sql)
+            .batch_execute(&format!(
+                "DO $$ BEGIN IF to_regclass('{t}') IS NOT NULL THEN DELETE FROM {t}; END IF; END $$"
+            ))
             .await
             .map_err(|e| Failure::from_error("preparing the demo table", &e, "check PG_DSN's permissions"))
     }

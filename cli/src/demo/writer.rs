@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use memdb::{Config, MemDb};
+use memdb::MemDb;
 use serde_json::json;
 
 use super::TABLE;
@@ -38,7 +38,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
 }
 
 async fn write_until_killed(args: &Args) -> Result<u8, Failure> {
-    let mut config = Config::new(args.dsn.clone(), &args.wal_dir);
+    let mut config = super::engine_config(&args.dsn, &args.wal_dir);
     config.flush_interval = Duration::from_secs(3600);
     let fail = |doing: &str, e: memdb::Error| Failure::from_error(doing, &e, "this is the demo's writer child");
     let db = MemDb::open(config).await.map_err(|e| fail("opening memdb", e))?;
