@@ -38,6 +38,10 @@ pub struct Config {
     pub pg_pooler: Pooler,
     /// Directory of the write-ahead log (`MEMDB_WAL_DIR`, default `./memdb-wal`).
     pub wal_dir: PathBuf,
+    /// Who may read the WAL (`MEMDB_WAL_MODE`: `0700`, the default — the owner only,
+    /// files `0600` — or `0750`, the group reading too, files `0640`). Whatever it is,
+    /// a WAL directory or file another user owns or others may write is refused.
+    pub wal_access: memdb_wal::storage::Access,
     /// When writes are acknowledged (`MEMDB_DURABILITY`: `sync`, `periodic`, `periodic:<ms>`).
     pub durability: Durability,
     /// How often dirty records are flushed (`FLUSH_INTERVAL`, seconds; default 10).
@@ -78,6 +82,7 @@ impl Config {
             pg_schema: "public".to_owned(),
             pg_pooler: Pooler::None,
             wal_dir: wal_dir.into(),
+            wal_access: memdb_wal::storage::Access::Private,
             durability: Durability::default(),
             flush_interval: Duration::from_secs(10),
             idle_ttl: Duration::from_secs(30),
@@ -96,7 +101,7 @@ impl Config {
     }
 
     /// Reads `PG_DSN`, `PG_PASSWORD_FILE`, `MEMDB_SCHEMA`, `MEMDB_PG_POOLER`,
-    /// `MEMDB_WAL_DIR`, `MEMDB_DURABILITY`, `FLUSH_INTERVAL`, `IDLE_TTL` and
+    /// `MEMDB_WAL_DIR`, `MEMDB_WAL_MODE`, `MEMDB_DURABILITY`, `FLUSH_INTERVAL`, `IDLE_TTL` and
     /// `MAX_CONNECTIONS` from the environment, and from `./.env` for variables the
     /// environment does not set.
     ///
@@ -131,6 +136,13 @@ impl Config {
         }
         if let Some(v) = lookup("MEMDB_DURABILITY") {
             config.durability = durability(&v)?;
+        }
+        if let Some(v) = lookup("MEMDB_WAL_MODE") {
+            config.wal_access = match v.trim() {
+                "0700" | "700" => memdb_wal::storage::Access::Private,
+                "0750" | "750" => memdb_wal::storage::Access::Group,
+                _ => return Err(bad("MEMDB_WAL_MODE", &v, "0700 (the owner only) or 0750 (the group reads too)")),
+            };
         }
         config.pg_password_file = lookup("PG_PASSWORD_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(v) = lookup("MEMDB_SCHEMA") {
@@ -200,6 +212,7 @@ impl std::fmt::Debug for Config {
             .field("pg_schema", &self.pg_schema)
             .field("pg_pooler", &self.pg_pooler)
             .field("wal_dir", &self.wal_dir)
+            .field("wal_access", &self.wal_access)
             .field("durability", &self.durability)
             .field("flush_interval", &self.flush_interval)
             .field("idle_ttl", &self.idle_ttl)

@@ -45,8 +45,8 @@ pub(crate) async fn open_on(config: Config, storage: Option<Arc<dyn Storage>>) -
     let storage = match storage {
         Some(storage) => storage,
         None => {
-            let dir = config.wal_dir.clone();
-            tokio::task::spawn_blocking(move || Wal::lock_dir(dir)).await.map_err(|_| Error::Closed)??
+            let (dir, access) = (config.wal_dir.clone(), config.wal_access);
+            tokio::task::spawn_blocking(move || Wal::lock_dir_with(dir, access)).await.map_err(|_| Error::Closed)??
         }
     };
     let store = Store::new(&StoreSettings::of(&config, instance_name(&config.wal_dir)))?;

@@ -65,6 +65,9 @@ pub struct PrivateCluster {
     port: u16,
     server: Server,
     timings: StartupTimings,
+    /// The superuser's password: TCP connections need it (other local users must not
+    /// get a superuser session through the port).
+    password: tls::Secret,
     /// How clients reach a TLS cluster ([`PrivateCluster::start_tls`]).
     tls: Option<ClientTls>,
     /// What must be undone; `None` once stopped.
@@ -118,7 +121,7 @@ impl PrivateCluster {
     ///
     /// As [`PrivateCluster::start_tls`].
     pub fn start_tls_or_plain() -> Result<Self, ClusterError> {
-        Self::start_with(false, Some(tls::HBA_TLS_OR_PLAIN))
+        Self::start_with(false, Some(tls::HBA_PASSWORD))
     }
 
     /// As [`PrivateCluster::start`], but crash-safe as PostgreSQL ships (`fsync`,
@@ -133,19 +136,21 @@ impl PrivateCluster {
         Self::start_with(true, None)
     }
 
-    /// `hba`: the `pg_hba.conf` of a TLS cluster; `None` for a plain one.
-    fn start_with(durable: bool, hba: Option<&str>) -> Result<Self, ClusterError> {
+    /// `tls_hba`: the `pg_hba.conf` of a TLS cluster; `None` for a plain one (TCP with
+    /// the password, the socket — which only this user reaches — trusted).
+    fn start_with(durable: bool, tls_hba: Option<&str>) -> Result<Self, ClusterError> {
         let base = tempfile::Builder::new()
             .prefix("memdb-pg-")
             .tempdir()
             .map_err(io_err("create a temp dir for the private PostgreSQL"))?;
         let mut server = Server::prepare(base.path())?;
         server.durable = durable;
-        server.tls = hba.is_some();
+        server.tls = tls_hba.is_some();
         let mut cluster = Self {
             port: 0,
             server,
             timings: StartupTimings { initdb: Duration::ZERO, start: Duration::ZERO },
+            password: tls::new_password(),
             tls: None,
             live: Mutex::new(Some(Live { base, watchdog: None, server_may_run: false })),
         };
@@ -154,10 +159,12 @@ impl PrivateCluster {
         cluster.with_live(|live| live.watchdog = Some(watchdog));
 
         let started = Instant::now();
-        if let Some(hba) = hba {
-            cluster.tls = Some(cluster.install_tls(hba)?);
-        } else {
-            cluster.server.initdb(None)?;
+        cluster.initdb_with_password()?;
+        match tls_hba {
+            Some(hba) => cluster.tls = Some(cluster.install_tls(hba)?),
+            None => {
+                cluster.server.write_owned(&cluster.server.data_dir().join("pg_hba.conf"), tls::HBA_PASSWORD, 0o600)?
+            }
         }
         cluster.timings.initdb = started.elapsed();
 
@@ -330,16 +337,25 @@ impl PrivateCluster {
         self.tls.as_ref()
     }
 
-    /// Runs `initdb` with a superuser password, then puts the server's certificate, its
-    /// key and `hba` in the data dir, and the CA beside it.
-    fn install_tls(&self, hba: &str) -> Result<ClientTls, ClusterError> {
-        let base = self.server.base_dir();
-        let password = tls::new_password();
-        let password_file = base.join("superuser-password");
-        self.server.write_owned(&password_file, &password, 0o600)?;
+    /// The superuser's password (the DSNs the cluster hands out carry it).
+    #[must_use]
+    pub fn password(&self) -> &str {
+        &self.password.0
+    }
+
+    /// Runs `initdb`, giving the superuser the cluster's password.
+    fn initdb_with_password(&self) -> Result<(), ClusterError> {
+        let password_file = self.server.base_dir().join("superuser-password");
+        self.server.write_owned(&password_file, self.password(), 0o600)?;
         let created = self.server.initdb(Some(&password_file));
         std::fs::remove_file(&password_file).map_err(io_err("remove the superuser's password file"))?;
-        created?;
+        created
+    }
+
+    /// Puts the server's certificate, its key and `hba` in the data dir, and the CA
+    /// beside it.
+    fn install_tls(&self, hba: &str) -> Result<ClientTls, ClusterError> {
+        let base = self.server.base_dir();
         let files = tls::server_files()?;
         let data = self.server.data_dir();
         self.server.write_owned(&data.join("server.crt"), &files.cert_pem, 0o644)?;
@@ -347,18 +363,24 @@ impl PrivateCluster {
         self.server.write_owned(&data.join("pg_hba.conf"), hba, 0o600)?;
         let ca_file = base.join("ca.crt");
         std::fs::write(&ca_file, &files.ca_pem).map_err(io_err("write the private PostgreSQL's CA"))?;
-        Ok(ClientTls { ca_file, password })
+        Ok(ClientTls { ca_file, password: self.password().to_owned() })
     }
 
     fn dsn_for(&self, dbname: &str) -> String {
         match &self.tls {
             Some(tls) => tls::dsn(self.port, SUPERUSER, dbname, tls),
-            None => format!("host=127.0.0.1 port={} user={SUPERUSER} dbname={dbname}", self.port),
+            None => {
+                format!(
+                    "host=127.0.0.1 port={} user={SUPERUSER} dbname={dbname} password={}",
+                    self.port,
+                    self.password()
+                )
+            }
         }
     }
 
-    /// The harness's own connections go through the unix socket (trust), which a TLS
-    /// cluster keeps open.
+    /// The harness's own connections go through the unix socket (trust): its directory
+    /// is reachable by this process's user (and the server's) only.
     fn admin_dsn(&self) -> String {
         format!("host='{}' port={} user={SUPERUSER} dbname=postgres", tls::quote(self.server.socket_dir()), self.port)
     }

@@ -32,6 +32,7 @@ rm -rf -- "$3""#;
 #[derive(Debug)]
 pub struct PgBouncer {
     port: u16,
+    password: super::tls::Secret,
     /// The watchdog shell; its stdin is the pipe whose closing stops PgBouncer.
     watchdog: Child,
 }
@@ -73,12 +74,20 @@ impl PgBouncer {
         let port = free_port()?;
         let log = dir.path().join("pgbouncer.log");
         let ini = dir.path().join("pgbouncer.ini");
+        // Clients authenticate with the cluster's password too: no other local user may
+        // reach the cluster through PgBouncer's port.
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, format!("\"{SUPERUSER}\" \"{}\"\n", cluster.password()))
+            .map_err(io_err("write pgbouncer's users.txt"))?;
         let config = format!(
-            "[databases]\n* = host=127.0.0.1 port={} user={SUPERUSER}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
-             listen_port = {port}\nunix_socket_dir =\nauth_type = any\npool_mode = {pool_mode}\n\
+            "[databases]\n* = host=127.0.0.1 port={} user={SUPERUSER} password={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+             listen_port = {port}\nunix_socket_dir =\nauth_type = scram-sha-256\nauth_file = {}\n\
+             pool_mode = {pool_mode}\n\
              default_pool_size = {pool_size}\nmin_pool_size = {pool_size}\nserver_round_robin = 1\n\
              max_client_conn = 500\nlogfile = {}\nignore_startup_parameters = {}\n",
             cluster.port(),
+            cluster.password(),
+            users.display(),
             log.display(),
             if ignore_options { "options" } else { "" }
         );
@@ -99,7 +108,7 @@ impl PgBouncer {
             .process_group(0);
         // PgBouncer refuses to run as root.
         if let Some(user) = server_user()? {
-            for path in [&dir, &ini] {
+            for path in [&dir, &ini, &users] {
                 chown(path, Some(user.uid), Some(user.gid))
                     .map_err(io_err(format!("chown {} to {SERVER_USER}", path.display())))?;
             }
@@ -107,7 +116,7 @@ impl PgBouncer {
         }
         let watchdog = command.spawn().map_err(io_err("spawn pgbouncer under its watchdog (/bin/sh)"))?;
         // From here on, an early return drops `bouncer`, which stops PgBouncer.
-        let bouncer = Self { port, watchdog };
+        let bouncer = Self { port, password: super::tls::Secret(cluster.password().to_owned()), watchdog };
         let deadline = Instant::now() + START_TIMEOUT;
         while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
             if Instant::now() > deadline {
@@ -127,7 +136,7 @@ impl PgBouncer {
     /// A DSN for database `dbname` through PgBouncer.
     #[must_use]
     pub fn dsn(&self, dbname: &str) -> String {
-        format!("host=127.0.0.1 port={} user={SUPERUSER} dbname={dbname}", self.port)
+        format!("host=127.0.0.1 port={} user={SUPERUSER} dbname={dbname} password={}", self.port, self.password.0)
     }
 }
 

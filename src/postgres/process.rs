@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::fs::{MetadataExt as _, chown};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, chown};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -87,7 +87,9 @@ impl Server {
         let bins = find_binaries()?;
         let run_as = server_user()?;
         let socket_dir = base_dir.join("sock");
-        std::fs::create_dir(&socket_dir).map_err(io_err("create the socket dir"))?;
+        // ⚑ The socket is trusted (no password): only this user and the server's may
+        // reach it.
+        std::fs::DirBuilder::new().mode(0o700).create(&socket_dir).map_err(io_err("create the socket dir"))?;
         if let Some(user) = run_as {
             check_traversable(base_dir, user)?;
             for dir in [base_dir, &socket_dir] {

@@ -38,8 +38,9 @@ hostssl all all 127.0.0.1/32 scram-sha-256
 hostssl all all ::1/128 scram-sha-256
 ";
 
-/// `pg_hba.conf` of a cluster that offers TLS and takes plain TCP too (benchmarks).
-pub(super) const HBA_TLS_OR_PLAIN: &str = "local all all trust
+/// `pg_hba.conf` of a plain cluster, and of one that offers TLS but takes plain TCP too
+/// (benchmarks): TCP with the superuser's SCRAM password, the socket trusted.
+pub(super) const HBA_PASSWORD: &str = "local all all trust
 host all all 127.0.0.1/32 scram-sha-256
 host all all ::1/128 scram-sha-256
 ";
@@ -70,11 +71,21 @@ fn new_ca(name: &str) -> Result<CertifiedIssuer<'static, KeyPair>, ClusterError>
     CertifiedIssuer::self_signed(params, KeyPair::generate().map_err(tls_error)?).map_err(tls_error)
 }
 
+/// A password, shown by `Debug` as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// A password for the superuser: not guessable from outside the process.
-pub(super) fn new_password() -> String {
+pub(super) fn new_password() -> Secret {
     use std::hash::{BuildHasher as _, RandomState};
     let random = RandomState::new().hash_one(std::time::SystemTime::now());
-    format!("pw-{random:016x}")
+    Secret(format!("pw-{random:016x}"))
 }
 
 /// The key=value DSN of database `dbname` over TLS, checked as `verify-full`.

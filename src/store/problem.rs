@@ -110,6 +110,8 @@ impl Misconfiguration {
                 "28000" if message.contains("no encryption") && sslmode == SslMode::Disable => Some(Self::TlsRequired),
                 "28000" => Some(Self::NotAllowed),
                 "08P01" if message.contains("unsupported startup parameter") => Some(Self::Pooler),
+                // PgBouncer passes the server's refusal on as a protocol violation.
+                "08P01" if message.contains("password authentication failed") => Some(Self::AuthenticationFailed),
                 // A prepared statement on another server connection: a transaction pooler.
                 "26000" | "42P05" => Some(Self::Pooler),
                 _ => None,

@@ -68,6 +68,10 @@ pub enum Error {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// The directory or a file of the log is owned by another user or writable by
+    /// others: refused before anything is read from it.
+    #[error(transparent)]
+    UnsafePermissions(#[from] crate::storage::UnsafePermissions),
     /// Options that cannot work.
     #[error("invalid WAL options: {0}")]
     InvalidOptions(String),

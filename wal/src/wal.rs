@@ -11,7 +11,7 @@ use crate::options::{Durability, Options};
 use crate::record::{Entry, Lsn};
 use crate::recovery::{RecoveryReport, recover};
 use crate::replay::{Replay, SegmentReplay};
-use crate::storage::{DirStorage, Storage};
+use crate::storage::{Access, DirStorage, Storage, unsafe_permissions};
 use crate::sync::Durable;
 use crate::writer::{Active, Failure, Writer};
 
@@ -73,8 +73,21 @@ impl Wal {
     /// # Errors
     /// As [`Wal::open`].
     pub fn lock_dir(dir: impl AsRef<Path>) -> Result<Arc<dyn Storage>, Error> {
+        Self::lock_dir_with(dir, Access::default())
+    }
+
+    /// [`Wal::lock_dir`] creating files with `access`'s modes (the directory too, if it
+    /// is new).
+    ///
+    /// # Errors
+    /// As [`Wal::open`]; [`Error::UnsafePermissions`] when the directory or one of its
+    /// log files is owned by another user or writable by others.
+    pub fn lock_dir_with(dir: impl AsRef<Path>, access: Access) -> Result<Arc<dyn Storage>, Error> {
         let dir = dir.as_ref();
-        let storage = DirStorage::open(dir).map_err(|e| Error::io("opening", dir.display().to_string(), e))?;
+        let storage = DirStorage::open_with(dir, access).map_err(|e| match unsafe_permissions(&e) {
+            Some(refused) => Error::UnsafePermissions(refused.clone()),
+            None => Error::io("opening", dir.display().to_string(), e),
+        })?;
         Ok(Arc::new(storage))
     }
 

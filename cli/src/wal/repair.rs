@@ -5,11 +5,12 @@
 //! live process) and the backup of every file it will change is written and synced.
 
 use std::fs;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memdb::wal::inspect::{Inspection, SegmentInfo, SegmentState};
-use memdb::wal::storage::{DirStorage, Storage};
+use memdb::wal::storage::{Access, DirStorage, Storage};
 use memdb::wal::{Durability, Options, RecoveryMode, Wal};
 
 use super::{describe, read};
@@ -49,7 +50,12 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     }
     // Read-only look first: a non-directory or an empty one is refused before locking.
     read(dir, |_| ())?;
-    let storage = DirStorage::open(dir).map_err(|e| {
+    // The log keeps its modes: a directory operators may read stays so.
+    let access = match fs::metadata(dir).map(|m| m.permissions().mode() & 0o070) {
+        Ok(0) | Err(_) => Access::Private,
+        Ok(_) => Access::Group,
+    };
+    let storage = DirStorage::open_with(dir, access).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             Failure::new(
                 format!("{} is in use: a live process holds its LOCK", dir.display()),
@@ -130,7 +136,11 @@ fn backup(dir: &Path, segments: &[SegmentInfo]) -> Result<PathBuf, Failure> {
             "free space or give write access next to the WAL directory; nothing was changed",
         )
     };
-    fs::create_dir(&backup).map_err(fail)?;
+    // The backup holds the same records: it gets the log's modes (files: `fs::copy`
+    // copies them; the directory: here, whatever the umask).
+    let mode = fs::metadata(dir).map_err(fail)?.permissions().mode() & 0o7777;
+    fs::DirBuilder::new().mode(mode).create(&backup).map_err(fail)?;
+    fs::set_permissions(&backup, fs::Permissions::from_mode(mode)).map_err(fail)?;
     for segment in segments {
         let to = backup.join(&segment.name);
         fs::copy(dir.join(&segment.name), &to).map_err(fail)?;

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use super::access::Access;
 use super::{SegmentFile, Storage};
+use crate::format::{TEMP_SUFFIX, parse_segment_name};
+use crate::meta::META_FILE;
 
 /// Name of the lock file that keeps a second process out of the directory.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -23,19 +26,41 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 pub struct DirStorage {
     path: PathBuf,
     dir: File,
+    /// The modes its files are created with.
+    access: Access,
     /// Held (with its `flock`) while the log is open.
     lock: Mutex<Option<File>>,
 }
 
 impl DirStorage {
-    /// Opens (creating if needed) `path` and takes its exclusive lock.
+    /// Opens (creating if needed) `path` and takes its exclusive lock, with the
+    /// [`Access::Private`] modes.
     ///
     /// # Errors
-    /// An I/O error, or `WouldBlock` when another process holds the directory.
+    /// As [`DirStorage::open_with`].
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        Self::open_with(path, Access::default())
+    }
+
+    /// Opens (creating it with `access`'s mode if needed) `path`, checks who may write
+    /// it and its log files, and takes its exclusive lock.
+    ///
+    /// # Errors
+    /// An I/O error; `PermissionDenied` carrying an
+    /// [`UnsafePermissions`](super::UnsafePermissions) (see
+    /// [`unsafe_permissions`](super::unsafe_permissions)) when the directory or a log
+    /// file is owned by another user or writable by others; `WouldBlock` when another
+    /// process holds the directory.
+    pub fn open_with(path: impl AsRef<Path>, access: Access) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        fs::create_dir_all(&path)?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.join(LOCK_FILE))?;
+        if !path.exists() {
+            access.create_dir(&path)?;
+        }
+        let mut warnings = Vec::new();
+        warnings.extend(access.check(&path, &fs::metadata(&path)?)?);
+        let lock_path = path.join(LOCK_FILE);
+        let lock = access.create_options().create(true).truncate(false).write(true).open(&lock_path)?;
+        access.fix_mode(&lock)?;
         lock.try_lock().map_err(|e| match e {
             fs::TryLockError::WouldBlock => io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -43,8 +68,23 @@ impl DirStorage {
             ),
             fs::TryLockError::Error(e) => e,
         })?;
+        for entry in fs::read_dir(&path)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let of_the_log = parse_segment_name(&name).is_some()
+                || name.ends_with(TEMP_SUFFIX)
+                || name == META_FILE
+                || name == LOCK_FILE;
+            if of_the_log {
+                warnings.extend(access.check(&entry.path(), &fs::symlink_metadata(entry.path())?)?);
+            }
+        }
+        if let Some(first) = warnings.first() {
+            tracing::warn!(others = warnings.len() - 1, "{first}");
+        }
         let dir = File::open(&path)?;
-        Ok(Self { path, dir, lock: Mutex::new(Some(lock)) })
+        Ok(Self { path, dir, access, lock: Mutex::new(Some(lock)) })
     }
 
     /// The directory's path.
@@ -67,8 +107,9 @@ impl Storage for DirStorage {
 
     fn create(&self, name: &str, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
         let path = self.path.join(name);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        let reserved = reserve(&file, len).and_then(|()| MappedFile::new(file));
+        let file = self.access.create_options().read(true).write(true).create_new(true).open(&path)?;
+        let reserved =
+            self.access.fix_mode(&file).and_then(|()| reserve(&file, len)).and_then(|()| MappedFile::new(file));
         if reserved.is_err() {
             let _ = fs::remove_file(&path);
         }

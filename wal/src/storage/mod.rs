@@ -4,10 +4,12 @@
 //! the `sim` feature adds [`SimStorage`], a simulated disk for fault injection and power
 //! cuts. Everything the log does to files goes through these two traits.
 
+mod access;
 mod dir;
 #[cfg(feature = "sim")]
 mod sim;
 
+pub use access::{Access, UnsafePermissions, unsafe_permissions};
 pub use dir::DirStorage;
 pub(crate) use dir::LOCK_FILE;
 #[cfg(feature = "sim")]
