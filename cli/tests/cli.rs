@@ -7,7 +7,9 @@ use std::process::{Command, Output};
 use memdb::wal::format::segment_name;
 use memdb::wal::{Durability, Options, Wal};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../wal/tests/fixtures/v1");
+/// The golden fixtures of the current format version (their "newer version" is newer
+/// than this build).
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../wal/tests/fixtures/v2");
 
 /// A copy of fixture `name` in a fresh temp dir: (temp dir, WAL dir inside it).
 fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {

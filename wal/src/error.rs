@@ -72,6 +72,20 @@ pub enum Error {
     /// others: refused before anything is read from it.
     #[error(transparent)]
     UnsafePermissions(#[from] crate::storage::UnsafePermissions),
+    /// A segment whose header carries another WAL directory's identity: copied in from
+    /// elsewhere. Refused: its records are not this log's.
+    #[error(
+        "segment {segment} belongs to another WAL directory (identity {found:08x}; this one's is {expected:08x}): \
+         it was copied in from elsewhere; move it out of the directory, its records are not this log's"
+    )]
+    ForeignSegment {
+        /// The segment's file name.
+        segment: String,
+        /// The identity in its header.
+        found: u32,
+        /// This directory's identity.
+        expected: u32,
+    },
     /// Options that cannot work.
     #[error("invalid WAL options: {0}")]
     InvalidOptions(String),

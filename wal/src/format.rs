@@ -5,8 +5,11 @@
 
 /// Bytes 0..8 of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"MEMDBWAL";
-/// Version of the segment and frame layout described here.
-pub const FRAME_VERSION: u16 = 1;
+/// Version of the segment and frame layout described here (2: the header carries the
+/// directory's identity).
+pub const FRAME_VERSION: u16 = 2;
+/// The oldest frame version this build still reads (1: the identity field was zero).
+pub const FIRST_FRAME_VERSION: u16 = 1;
 /// Version of the record body (the rkyv-encoded [`crate::Entry`]) inside a frame.
 pub const RECORD_VERSION: u16 = 1;
 
@@ -16,10 +19,11 @@ pub const HEADER_MAGIC: usize = 0;
 pub const HEADER_FRAME_VERSION: usize = HEADER_MAGIC + SEGMENT_MAGIC.len();
 /// Segment header: record-schema version, u16.
 pub const HEADER_RECORD_VERSION: usize = HEADER_FRAME_VERSION + 2;
-/// Segment header: reserved, u32, zero.
-pub const HEADER_RESERVED: usize = HEADER_RECORD_VERSION + 2;
+/// Segment header: the identity of the WAL directory the segment was written in, u32
+/// (see `IDENTITY` in FORMAT.md); zero in segments written before directories had one.
+pub const HEADER_DIR_ID: usize = HEADER_RECORD_VERSION + 2;
 /// Segment header: LSN of the first frame this segment holds (or will hold), u64.
-pub const HEADER_FIRST_LSN: usize = HEADER_RESERVED + 4;
+pub const HEADER_FIRST_LSN: usize = HEADER_DIR_ID + 4;
 /// Segment header: crc32 of bytes `0..HEADER_CRC`, u32.
 pub const HEADER_CRC: usize = HEADER_FIRST_LSN + 8;
 /// Segment header: padding, u32, zero.
@@ -112,13 +116,15 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The segment header for a segment starting at `first_lsn`.
+/// The segment header for a segment starting at `first_lsn`, written in the WAL
+/// directory of identity `dir_id`.
 #[must_use]
-pub fn encode_header(first_lsn: u64) -> [u8; HEADER_LEN] {
+pub fn encode_header(first_lsn: u64, dir_id: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[HEADER_MAGIC..HEADER_FRAME_VERSION].copy_from_slice(&SEGMENT_MAGIC);
     h[HEADER_FRAME_VERSION..HEADER_RECORD_VERSION].copy_from_slice(&FRAME_VERSION.to_le_bytes());
-    h[HEADER_RECORD_VERSION..HEADER_RESERVED].copy_from_slice(&RECORD_VERSION.to_le_bytes());
+    h[HEADER_RECORD_VERSION..HEADER_DIR_ID].copy_from_slice(&RECORD_VERSION.to_le_bytes());
+    h[HEADER_DIR_ID..HEADER_FIRST_LSN].copy_from_slice(&dir_id.to_le_bytes());
     h[HEADER_FIRST_LSN..HEADER_CRC].copy_from_slice(&first_lsn.to_le_bytes());
     let crc = crc32fast::hash(&h[..HEADER_CRC]);
     h[HEADER_CRC..HEADER_PAD].copy_from_slice(&crc.to_le_bytes());

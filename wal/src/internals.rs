@@ -66,7 +66,7 @@ pub fn check_parse(data: &[u8]) {
     );
 
     // Round trip: encode the records afresh and parse them back.
-    let image = encode_segment(first, &scanned.records);
+    let image = encode_segment_in(scanned.header.dir_id, first, &scanned.records);
     let back = scan(&image).expect("a freshly encoded segment has a valid header");
     assert_eq!(back.header, scanned.header, "the re-encoded header differs");
     assert_eq!(back.records, scanned.records, "re-encoded records scan back differently");
@@ -81,7 +81,14 @@ pub fn check_parse(data: &[u8]) {
 /// and nothing after them, encoded as the writer encodes frames.
 #[must_use]
 pub fn encode_segment(first_lsn: Lsn, records: &[RecordRef<'_>]) -> Vec<u8> {
-    let mut image = encode_header(first_lsn).to_vec();
+    encode_segment_in(0, first_lsn, records)
+}
+
+/// [`encode_segment`] with the header of a segment written in the WAL directory of
+/// identity `dir_id`.
+#[must_use]
+pub fn encode_segment_in(dir_id: u32, first_lsn: Lsn, records: &[RecordRef<'_>]) -> Vec<u8> {
+    let mut image = encode_header(first_lsn, dir_id).to_vec();
     let mut frame = Vec::new();
     for record in records {
         // Everything before the header's end is "synced": a fresh segment's writer says so.

@@ -33,6 +33,7 @@ mod check;
 mod error;
 pub mod format;
 mod frame;
+pub mod identity;
 pub mod inspect;
 #[cfg(feature = "internals")]
 pub mod internals;

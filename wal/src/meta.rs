@@ -54,24 +54,27 @@ pub fn decode(bytes: &[u8]) -> Result<&[u8], &'static str> {
 /// synced, renamed over the old one, and the directory synced. A crash leaves the old
 /// file or the new one, never a mix (a leftover temporary file is removed on opening).
 pub(crate) fn write(storage: &dyn Storage, payload: &[u8]) -> Result<(), Error> {
-    let bytes = encode(payload)?;
-    let temp = format!("{META_FILE}{TEMP_SUFFIX}");
+    replace_file(storage, META_FILE, &encode(payload)?)
+}
+
+/// Replaces file `name` with `bytes` atomically: written and synced under a temporary
+/// name, renamed into place, the directory synced. A power cut leaves the old file or
+/// the new one, never part of either.
+pub(crate) fn replace_file(storage: &dyn Storage, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    let temp = format!("{name}{TEMP_SUFFIX}");
     // A temporary file left by a write that failed half-way in this run.
     let _ = storage.remove(&temp);
     let file = storage.create(&temp, bytes.len() as u64).map_err(|e| Error::io("creating", &temp, e))?;
-    // SAFETY: the file was just created here, and meta writes run one at a time (under
-    // the log's truncation lock, see `Wal::write_meta`).
-    unsafe { file.write_at(0, &bytes) }.map_err(|e| Error::io("writing", &temp, e))?;
+    // SAFETY: the file was just created here, and replacements of one file run one at
+    // a time (meta writes under the log's truncation lock, see `Wal::write_meta`; the
+    // identity in recovery, before the log exists for anyone else).
+    unsafe { file.write_at(0, bytes) }.map_err(|e| Error::io("writing", &temp, e))?;
     file.sync_all().map_err(|e| Error::io("syncing", &temp, e))?;
     drop(file);
-    storage.rename(&temp, META_FILE).map_err(|e| Error::io("renaming", &temp, e))?;
+    storage.rename(&temp, name).map_err(|e| Error::io("renaming", &temp, e))?;
     storage.sync_dir().map_err(|e| Error::io("syncing", "the WAL directory", e))
 }
 
-/// The meta file's payload, `None` when there is none.
-///
-/// # Errors
-/// I/O errors, and [`Error::BadMeta`] when the file is damaged.
 pub(crate) fn read(storage: &dyn Storage) -> Result<Option<Vec<u8>>, Error> {
     let bytes = match storage.read(META_FILE) {
         Ok(bytes) => bytes,

@@ -5,8 +5,8 @@
 //! entry per frame it returns, and never returns a record whose checksum failed.
 
 use crate::format::{
-    FRAME_VERSION, HEADER_CRC, HEADER_FIRST_LSN, HEADER_FRAME_VERSION, HEADER_LEN, HEADER_MAGIC, HEADER_PAD,
-    HEADER_RECORD_VERSION, HEADER_RESERVED, MAX_LSN, RECORD_VERSION, SEGMENT_MAGIC,
+    FIRST_FRAME_VERSION, FRAME_VERSION, HEADER_CRC, HEADER_DIR_ID, HEADER_FIRST_LSN, HEADER_FRAME_VERSION, HEADER_LEN,
+    HEADER_MAGIC, HEADER_PAD, HEADER_RECORD_VERSION, MAX_LSN, RECORD_VERSION, SEGMENT_MAGIC,
 };
 use crate::frame::{Damage, FrameAt, frame_at, get_u16, get_u32, get_u64, later_frame_vouches_for};
 use crate::record::{Lsn, RecordRef};
@@ -16,6 +16,9 @@ use crate::record::{Lsn, RecordRef};
 pub struct SegmentHeader {
     /// LSN of the first frame in the segment.
     pub first_lsn: Lsn,
+    /// The identity of the WAL directory it was written in (0: written before
+    /// directories had one).
+    pub dir_id: u32,
 }
 
 /// Why a segment header was refused.
@@ -89,20 +92,25 @@ pub fn parse_header(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
     let header = bytes.get(..HEADER_LEN).ok_or(HeaderError::Invalid)?;
     let magic_ok = header.get(HEADER_MAGIC..HEADER_FRAME_VERSION) == Some(&SEGMENT_MAGIC[..]);
     let crc_ok = get_u32(header, HEADER_CRC) == crc32fast::hash(header.get(..HEADER_CRC).unwrap_or_default());
-    let zeros_ok = get_u32(header, HEADER_RESERVED) == 0 && get_u32(header, HEADER_PAD) == 0;
+    let zeros_ok = get_u32(header, HEADER_PAD) == 0;
     if !(magic_ok && crc_ok && zeros_ok) {
         return Err(HeaderError::Invalid);
     }
     let frame = get_u16(header, HEADER_FRAME_VERSION);
     let record = get_u16(header, HEADER_RECORD_VERSION);
-    if frame != FRAME_VERSION || record != RECORD_VERSION {
+    if !(FIRST_FRAME_VERSION..=FRAME_VERSION).contains(&frame) || record != RECORD_VERSION {
         return Err(HeaderError::UnsupportedVersion { frame, record });
+    }
+    let dir_id = get_u32(header, HEADER_DIR_ID);
+    // Version 1 reserved the identity's bytes as zero.
+    if frame == 1 && dir_id != 0 {
+        return Err(HeaderError::Invalid);
     }
     let first_lsn = get_u64(header, HEADER_FIRST_LSN);
     if !(1..=MAX_LSN).contains(&first_lsn) {
         return Err(HeaderError::Invalid);
     }
-    Ok(SegmentHeader { first_lsn })
+    Ok(SegmentHeader { first_lsn, dir_id })
 }
 
 /// Parses a whole segment image: header, then frames until the end of valid data.

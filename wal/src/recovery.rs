@@ -6,7 +6,9 @@ use std::sync::Arc;
 use crate::check::{Tail, check_segment};
 use crate::error::{Corruption, Error};
 use crate::format::{HEADER_LEN, TEMP_SUFFIX, parse_segment_name, restart_lsn, segment_name};
+use crate::identity;
 use crate::options::{Options, RecoveryMode};
+use crate::parse::parse_header;
 use crate::record::Lsn;
 use crate::segment::{self, Sealed};
 use crate::storage::{SegmentFile, Storage};
@@ -37,6 +39,8 @@ pub struct RecoveryReport {
 
 /// The log as recovery leaves it: sealed segments, and the one to append to.
 pub(crate) struct Recovered {
+    /// The directory's identity, for the headers of new segments.
+    pub dir_id: u32,
     pub sealed: Vec<Sealed>,
     pub active: Sealed,
     pub active_file: Arc<dyn SegmentFile>,
@@ -59,6 +63,10 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
     }
     names.sort_unstable();
     report.segments = names.len();
+    let dir_id = match identity::read(storage)? {
+        Some(id) => id,
+        None => adopt_identity(storage, &names)?,
+    };
 
     let mut segments: Vec<Sealed> = Vec::with_capacity(names.len());
     let mut resume_floor = opts.min_next_lsn;
@@ -66,6 +74,13 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
     for (i, (name_lsn, name)) in names.iter().enumerate() {
         let newest = i + 1 == names.len();
         let bytes = storage.read(name).map_err(|e| Error::io("reading", name, e))?;
+        // ⚑ Before anything of it is believed: a segment of another directory.
+        if let Ok(header) = parse_header(&bytes)
+            && header.dir_id != 0
+            && header.dir_id != dir_id
+        {
+            return Err(Error::ForeignSegment { segment: name.clone(), found: header.dir_id, expected: dir_id });
+        }
         let expected = segments.last().map(|prev: &Sealed| prev.last_lsn.wrapping_add(1));
         let checked = check_segment(name, *name_lsn, &bytes, expected, newest, |_| ())?;
         let (count, end) = (checked.records, checked.end);
@@ -109,12 +124,12 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
 
     let Some(active) = segments.pop() else {
         let first = opts.min_next_lsn.max(1);
-        let file = segment::create(storage, first, opts.segment_size)?;
+        let file = segment::create(storage, first, opts.segment_size, dir_id)?;
         report.first_lsn = first;
         report.next_lsn = first;
         let active =
             Sealed { name: segment_name(first), first_lsn: first, last_lsn: first - 1, used: HEADER_LEN as u64 };
-        return Ok(Recovered { sealed: segments, active, active_file: file, report });
+        return Ok(Recovered { dir_id, sealed: segments, active, active_file: file, report });
     };
     let file = storage.open(&active.name).map_err(|e| Error::io("opening", &active.name, e))?;
     if let Some((_, offset, bytes)) = cut {
@@ -130,7 +145,26 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
     report.skipped = Some((active.last_lsn + 1, resume - 1));
     report.first_lsn = segments.first().unwrap_or(&active).first_lsn;
     report.next_lsn = resume;
-    Ok(Recovered { sealed: segments, active, active_file: file, report })
+    Ok(Recovered { dir_id, sealed: segments, active, active_file: file, report })
+}
+
+/// The identity of a directory without an `IDENTITY` file (new, or written before
+/// identities, or the file lost): that of its newest segment carrying one, else a new
+/// one. Written down at once.
+fn adopt_identity(storage: &dyn Storage, names: &[(Lsn, String)]) -> Result<u32, Error> {
+    let mut found = None;
+    for (_, name) in names.iter().rev() {
+        let header = storage.read_prefix(name, HEADER_LEN as u64).map_err(|e| Error::io("reading", name, e))?;
+        if let Ok(header) = parse_header(&header)
+            && header.dir_id != 0
+        {
+            found = Some(header.dir_id);
+            break;
+        }
+    }
+    let id = found.unwrap_or_else(identity::new_id);
+    identity::write(storage, id)?;
+    Ok(id)
 }
 
 /// Zeros the bytes of a segment from `offset` through its last non-zero byte, then syncs.

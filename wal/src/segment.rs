@@ -23,12 +23,17 @@ pub(crate) struct Sealed {
 /// the directory synced. A crash at any point leaves either no segment or a whole one;
 /// leftover temporary files are removed on open. An existing segment of the same name
 /// (one without records, too small for the next record) is replaced atomically.
-pub(crate) fn create(storage: &dyn Storage, first_lsn: Lsn, size: u64) -> Result<Arc<dyn SegmentFile>, Error> {
+pub(crate) fn create(
+    storage: &dyn Storage,
+    first_lsn: Lsn,
+    size: u64,
+    dir_id: u32,
+) -> Result<Arc<dyn SegmentFile>, Error> {
     let name = segment_name(first_lsn);
     let temp = format!("{name}{TEMP_SUFFIX}");
     let file = storage.create(&temp, size).map_err(|e| Error::io("creating", &temp, e))?;
     // SAFETY: the file was just created by this thread, and nothing else has it yet.
-    let prepared = unsafe { file.write_at(0, &encode_header(first_lsn)) }
+    let prepared = unsafe { file.write_at(0, &encode_header(first_lsn, dir_id)) }
         .and_then(|()| file.sync_all())
         .and_then(|()| storage.rename(&temp, &name));
     if let Err(e) = prepared {

@@ -109,7 +109,7 @@ impl Wal {
         tracing::info!(report = ?rec.report, "WAL opened");
         let resume = (next_lsn != rec.active.last_lsn + 1).then_some(next_lsn);
         let shared = Arc::new(Shared {
-            writer: Mutex::new(Writer::new(active, rec.sealed, rec.active.last_lsn + 1, resume)),
+            writer: Mutex::new(Writer::new(active, rec.sealed, rec.active.last_lsn + 1, resume, rec.dir_id)),
             // Recovery synced every record kept; the LSNs skipped hold none.
             durable: Durable::new(next_lsn - 1),
             written: AtomicU64::new(next_lsn - 1),

@@ -52,6 +52,8 @@ pub(crate) struct Writer {
     /// Set by opening: the next append starts a restart segment at this LSN (see
     /// FORMAT.md, Opening), so a log that is only read allocates nothing.
     pub resume: Option<Lsn>,
+    /// The directory's identity, written into each new segment's header.
+    dir_id: u32,
     /// Set by `Wal::close`: no more appends.
     pub closed: bool,
     buf: Vec<u8>,
@@ -59,10 +61,10 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(active: Active, sealed: Vec<Sealed>, next_lsn: Lsn, resume: Option<Lsn>) -> Self {
+    pub(crate) fn new(active: Active, sealed: Vec<Sealed>, next_lsn: Lsn, resume: Option<Lsn>, dir_id: u32) -> Self {
         let prefaulter = Prefaulter::spawn();
         prefaulter.ahead(&active.file, active.offset);
-        Self { active, sealed, next_lsn, resume, closed: false, buf: Vec::with_capacity(4096), prefaulter }
+        Self { active, sealed, next_lsn, resume, dir_id, closed: false, buf: Vec::with_capacity(4096), prefaulter }
     }
 
     /// The LSN the next append gets.
@@ -128,7 +130,7 @@ impl Writer {
         })?;
         old.synced_to.store(old.offset, Ordering::Release);
         let first = self.next_lsn();
-        let file = segment::create(storage, first, opts.segment_size)
+        let file = segment::create(storage, first, opts.segment_size, self.dir_id)
             .map_err(|e| if e.is_out_of_space() { Failure::Refused(e) } else { Failure::Fatal(e) })?;
         let new = Active {
             file,

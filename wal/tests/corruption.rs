@@ -178,6 +178,7 @@ fn three_segments() -> (SimStorage, Vec<String>) {
     }
     drop(wal);
     let mut names = disk.list().expect("list");
+    names.retain(|n| memdb_wal::format::parse_segment_name(n).is_some());
     names.sort();
     (disk, names)
 }

@@ -77,8 +77,9 @@ fn a_failed_write_stops_the_log_and_loses_nothing_acknowledged() {
 
 #[test]
 fn a_full_disk_refuses_the_append_and_the_log_goes_on_once_there_is_room() {
-    // Room for two segments: the third cannot be created.
-    let disk = SimStorage::new(SimFaults { capacity: Some(2 * 4096), ..SimFaults::default() });
+    // Room for two segments (and the directory's IDENTITY file): the third cannot be
+    // created.
+    let disk = SimStorage::new(SimFaults { capacity: Some(2 * 4096 + 64), ..SimFaults::default() });
     let wal = Wal::open_with(Arc::new(disk.clone()), opts()).expect("open");
     let mut acked = Vec::new();
     let err = loop {

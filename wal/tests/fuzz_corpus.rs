@@ -149,7 +149,7 @@ fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     parse("garbage-after-end.wal", garbage);
 
     // A header from a newer format version.
-    let mut newer = encode_header(7).to_vec();
+    let mut newer = encode_header(7, 0).to_vec();
     newer[HEADER_FRAME_VERSION..HEADER_RECORD_VERSION].copy_from_slice(&(FRAME_VERSION + 1).to_le_bytes());
     let crc = crc32fast::hash(&newer[..HEADER_CRC]);
     newer[HEADER_CRC..HEADER_CRC + 4].copy_from_slice(&crc.to_le_bytes());
@@ -270,6 +270,7 @@ fn log_truncated_through_all(records: &[Owned]) -> (Vec<(String, Vec<u8>)>, u64)
 
 fn segments(storage: &SimStorage) -> Vec<(String, Vec<u8>)> {
     let mut names = storage.list().expect("listing");
+    names.retain(|n| memdb_wal::format::parse_segment_name(n).is_some());
     names.sort();
     names
         .into_iter()

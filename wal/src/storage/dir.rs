@@ -16,6 +16,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use super::access::Access;
 use super::{SegmentFile, Storage};
 use crate::format::{TEMP_SUFFIX, parse_segment_name};
+use crate::identity::IDENTITY_FILE;
 use crate::meta::META_FILE;
 
 /// Name of the lock file that keeps a second process out of the directory.
@@ -75,6 +76,7 @@ impl DirStorage {
             let of_the_log = parse_segment_name(&name).is_some()
                 || name.ends_with(TEMP_SUFFIX)
                 || name == META_FILE
+                || name == IDENTITY_FILE
                 || name == LOCK_FILE;
             if of_the_log {
                 warnings.extend(access.check(&entry.path(), &fs::symlink_metadata(entry.path())?)?);
