@@ -12,10 +12,10 @@ use memdb::wal::storage::Access;
 use memdb::{Error, MemDb};
 use serde_json::json;
 
-/// Every test here runs with umask 000, the loosest there is.
-fn loosest_umask() {
+/// Sets the process's umask (the tests here hold whatever it is: the modes are exact).
+fn umask(mask: libc::mode_t) {
     // SAFETY: umask has no preconditions; it only sets this process's file mode mask.
-    unsafe { libc::umask(0) };
+    unsafe { libc::umask(mask) };
 }
 
 fn mode(path: &Path) -> u32 {
@@ -38,25 +38,30 @@ async fn fill(db: &MemDb, table: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_umask_000_the_wal_is_0700_and_every_file_0600_or_the_group_modes() {
-    loosest_umask();
-    for (access, dir_mode, file_mode) in [(Access::Private, 0o700, 0o600), (Access::Group, 0o750, 0o640)] {
+async fn whatever_the_umask_the_wal_is_0700_and_every_file_0600_or_the_group_modes() {
+    for (mask, access, dir_mode, file_mode) in [
+        (0o000, Access::Private, 0o700, 0o600),
+        (0o000, Access::Group, 0o750, 0o640),
+        // A strict umask takes the group's bits: they are set back exactly.
+        (0o077, Access::Group, 0o750, 0o640),
+    ] {
+        umask(mask);
         let test = common::open(|c| c.wal_access = access).await;
         fill(&test.db, "private_modes").await;
         test.db.close().await.expect("close");
         let wal = test.dir.path().join("wal");
-        assert_eq!(mode(&wal), dir_mode, "{access:?}: the WAL directory");
+        assert_eq!(mode(&wal), dir_mode, "umask {mask:03o}, {access:?}: the WAL directory");
         let files: Vec<_> = fs::read_dir(&wal).expect("list").map(|e| e.expect("entry").path()).collect();
         assert!(files.len() >= 3, "segments, meta and LOCK: {files:?}");
         for file in files {
-            assert_eq!(mode(&file), file_mode, "{access:?}: {}", file.display());
+            assert_eq!(mode(&file), file_mode, "umask {mask:03o}, {access:?}: {}", file.display());
         }
     }
+    umask(0o022);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wal_others_may_write_or_another_user_owns_is_refused_and_nothing_is_replayed() {
-    loosest_umask();
     let (config, dir, dsn) = common::config(|_| {}).await;
     let db = MemDb::open(config.clone()).await.expect("open");
     fill(&db, "planted").await;
@@ -86,7 +91,7 @@ async fn a_wal_others_may_write_or_another_user_owns_is_refused_and_nothing_is_r
             let segment = segment.clone();
             move || std::os::unix::fs::chown(&segment, Some(uid), None).expect("chown")
         };
-        cases.push(("a segment another user owns", Box::new(owner(65_534)), Box::new(owner(0)), "chown"));
+        cases.push(("a segment another user owns", Box::new(owner(65_534)), Box::new(owner(0)), "run as the user"));
     } else {
         common::report("a segment owned by another user: SKIPPED (needs root to chown)");
     }

@@ -18,6 +18,10 @@ fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir(&dir).expect("mkdir");
     let file = segment_name(1);
     std::fs::copy(Path::new(FIXTURES).join(name).join(&file), dir.join(&file)).expect("copy fixture");
+    // Private whatever the umask: a log others may write is refused.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(dir.join(&file), std::fs::Permissions::from_mode(0o600)).expect("chmod");
     (temp, dir)
 }
 
@@ -119,6 +123,35 @@ fn repair_cuts_at_the_corruption_and_backs_up_what_it_cuts() {
     assert_eq!(code, 0, "{stdout}");
     let wal = Wal::open(&dir, Options { durability: Durability::Sync, ..Options::default() }).expect("opens");
     assert!(wal.next_lsn() > 10, "the LSNs cut (4..=10) are never handed out again: {}", wal.next_lsn());
+}
+
+/// `memdb wal repair` keeps the log's modes: its backup and every file it writes get
+/// the modes the WAL directory had, private or for a group of operators.
+#[test]
+fn repair_keeps_the_logs_modes() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    for (dir_mode, file_mode) in [(0o700, 0o600), (0o750, 0o640)] {
+        let (temp, dir) = fixture("bad_checksum");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(dir_mode)).expect("chmod");
+        let segment = dir.join(segment_name(1));
+        std::fs::set_permissions(&segment, std::fs::Permissions::from_mode(file_mode)).expect("chmod");
+        let (code, stdout, stderr) = wal("repair", &dir, &["--truncate-at-corruption"]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let backup = std::fs::read_dir(temp.path())
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("wal.repair-")))
+            .expect("a backup");
+        assert_eq!((mode(&dir), mode(&backup)), (dir_mode, dir_mode), "the directories' modes");
+        for file in [&backup.join(segment_name(1))]
+            .into_iter()
+            .cloned()
+            .chain(std::fs::read_dir(&dir).expect("list").map(|e| e.expect("entry").path()))
+        {
+            assert_eq!(mode(&file), file_mode, "{}", file.display());
+        }
+    }
 }
 
 #[test]

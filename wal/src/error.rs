@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::format::{FRAME_VERSION, RECORD_VERSION};
+use crate::format::{FIRST_FRAME_VERSION, FRAME_VERSION, RECORD_VERSION};
 use crate::frame::Damage;
 use crate::record::Lsn;
 
@@ -26,7 +26,8 @@ pub enum Error {
     Corrupt(#[from] Corruption),
     /// A segment written by a newer version of the format.
     #[error(
-        "segment {segment} has format version {frame}.{record}, this build reads {FRAME_VERSION}.{RECORD_VERSION}: \
+        "segment {segment} has format version {frame}.{record}, this build reads frame versions \
+         {FIRST_FRAME_VERSION}..={FRAME_VERSION} with record version {RECORD_VERSION}: \
          open the log with the newer memdb that wrote it"
     )]
     UnsupportedVersion {

@@ -305,7 +305,14 @@ fn refusal_is_explained(e: &Error) {
     let text = e.to_string();
     assert!(!text.is_empty());
     assert!(
-        matches!(e, Error::Corrupt(_) | Error::UnsupportedVersion { .. } | Error::Io { .. } | Error::LsnExhausted),
+        matches!(
+            e,
+            Error::Corrupt(_)
+                | Error::UnsupportedVersion { .. }
+                | Error::ForeignSegment { .. }
+                | Error::Io { .. }
+                | Error::LsnExhausted
+        ),
         "unexpected refusal to open: {e:?}"
     );
 }

@@ -149,11 +149,13 @@ pub(crate) fn recover(storage: &dyn Storage, opts: &Options) -> Result<Recovered
 }
 
 /// The identity of a directory without an `IDENTITY` file (new, or written before
-/// identities, or the file lost): that of its newest segment carrying one, else a new
-/// one. Written down at once.
+/// identities, or the file lost): that of its oldest segment carrying one, else a new
+/// one. Written down at once. The oldest: a segment copied in from elsewhere comes after
+/// the directory's own (a restart segment is the only kind that passes the chain), so
+/// it is the one refused as foreign, never the log itself.
 fn adopt_identity(storage: &dyn Storage, names: &[(Lsn, String)]) -> Result<u32, Error> {
     let mut found = None;
-    for (_, name) in names.iter().rev() {
+    for (_, name) in names {
         let header = storage.read_prefix(name, HEADER_LEN as u64).map_err(|e| Error::io("reading", name, e))?;
         if let Ok(header) = parse_header(&header)
             && header.dir_id != 0

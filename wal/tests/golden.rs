@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,7 +76,10 @@ fn derived_fixtures(clean: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
 fn open_fixture(version: u16, name: &str) -> (tempfile::TempDir, Result<Wal, Error>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = segment_name(1);
-    std::fs::copy(fixtures(version).join(name).join(&file), dir.path().join(&file)).expect("copy fixture");
+    let copy = dir.path().join(&file);
+    std::fs::copy(fixtures(version).join(name).join(&file), &copy).expect("copy fixture");
+    // A checkout made under umask 002 has group-writable files, which the log refuses.
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let wal = Wal::open(dir.path(), opts());
     (dir, wal)
 }

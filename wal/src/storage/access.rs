@@ -49,17 +49,23 @@ impl Access {
         options
     }
 
-    /// Sets a newly created file's mode exactly: the umask may have taken group bits.
+    /// Sets a newly created file's mode exactly: the umask may have taken bits (the
+    /// group's, or even the owner's write).
     pub(crate) fn fix_mode(self, file: &File) -> io::Result<()> {
-        if self == Self::Private {
-            return Ok(()); // The umask only takes bits away: 0600 stays 0600 or less.
-        }
         file.set_permissions(fs::Permissions::from_mode(self.file_mode()))
     }
 
-    /// Creates `path` (and missing parents) with the directory mode, exactly.
+    /// Creates `path` with the directory mode, exactly; missing parents get the usual
+    /// modes (they hold no records, and the group may need to pass through them).
     pub(crate) fn create_dir(self, path: &Path) -> io::Result<()> {
-        DirBuilder::new().recursive(true).mode(self.dir_mode()).create(path)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
+        match DirBuilder::new().mode(self.dir_mode()).create(path) {
+            // Another process made it first: it is checked like any existing one.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            result => result?,
+        }
         fs::set_permissions(path, fs::Permissions::from_mode(self.dir_mode()))
     }
 
@@ -82,7 +88,12 @@ impl Access {
         if meta.uid() != me {
             return Err(refuse(
                 format!("owned by uid {}, not by this process's user (uid {me})", meta.uid()),
-                format!("chown {recursive}{me} {}", path.display()),
+                format!(
+                    "run as the user that owns the log (uid {}); only if uid {me} is to own it from now on: \
+                     chown {recursive}{me} {}",
+                    meta.uid(),
+                    path.display()
+                ),
             ));
         }
         // Others (and, unless for the group, the group) may not write.

@@ -60,6 +60,10 @@ impl DirStorage {
         let mut warnings = Vec::new();
         warnings.extend(access.check(&path, &fs::metadata(&path)?)?);
         let lock_path = path.join(LOCK_FILE);
+        // Checked before it is opened (an open follows a planted symbolic link).
+        if let Ok(meta) = fs::symlink_metadata(&lock_path) {
+            warnings.extend(access.check(&lock_path, &meta)?);
+        }
         let lock = access.create_options().create(true).truncate(false).write(true).open(&lock_path)?;
         access.fix_mode(&lock)?;
         lock.try_lock().map_err(|e| match e {
